@@ -1,0 +1,23 @@
+# CUDA is optional: the engine builds and runs on the CPU without it. With it, the GPU backend is built as a fat
+# binary (SASS for consumer GPUs from Turing on, PTX for the newest so future GPUs JIT-compile).
+set(ROUNDCHAT_HAVE_CUDA OFF)
+if(NOT ROUNDCHAT_CUDA STREQUAL "OFF")
+    if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+        set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+    endif()
+    include(CheckLanguage)
+    check_language(CUDA)
+    if(CMAKE_CUDA_COMPILER)
+        if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+            set(CMAKE_CUDA_ARCHITECTURES "75-real;80-real;86-real;89-real;90-real;120")
+        endif()
+        enable_language(CUDA)
+        set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 cannot pass C++20 to nvcc; the .cu files need C++17 only
+        set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+        find_package(CUDAToolkit REQUIRED)
+        set(ROUNDCHAT_HAVE_CUDA ON)
+    elseif(ROUNDCHAT_CUDA STREQUAL "ON")
+        message(FATAL_ERROR "ROUNDCHAT_CUDA=ON but no CUDA compiler was found")
+    endif()
+endif()
+message(STATUS "RoundChat CUDA backend: ${ROUNDCHAT_HAVE_CUDA}")
