@@ -1,0 +1,242 @@
+// CPU llama forward: RMSNorm -> Q/K/V -> RoPE -> GQA attention over the visible rounds -> output projection ->
+// residual -> RMSNorm -> SwiGLU FFN -> residual; final RMSNorm and output projection on demand.
+#include "cpu_backend.h"
+
+#include <cmath>
+#include <limits>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "kernels/quant_ref.h"
+#include "kernels/reference.h"
+
+namespace inference {
+
+// ---- backend ----
+
+CpuBackend::CpuBackend(const ModelConfig& config, const ModelWeights& weights, int threads)
+    : m_config(config), m_weights(weights), m_pool(std::make_unique<ThreadPool>(threads)) {}
+
+BackendInfo CpuBackend::info() const {
+    BackendInfo info;
+    info.kind = BackendKind::Cpu;
+    info.deviceName = "CPU (" + std::to_string(m_pool->threadCount()) + " threads)";
+    info.weightBytes = m_weights.totalBytes();
+    return info;
+}
+
+Result<std::unique_ptr<BackendContext>> CpuBackend::createContext(int contextLength) const {
+    if (contextLength <= 0)
+        return makeError(ErrorCode::InvalidArgument, "context length must be positive");
+    return std::unique_ptr<BackendContext>(std::make_unique<CpuContext>(m_config, m_weights, *m_pool, contextLength));
+}
+
+Result<std::unique_ptr<Backend>> createCpuBackend(const ModelConfig& config, const ModelWeights& weights,
+                                                  const BackendOptions& options) {
+    return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(config, weights, options.threads));
+}
+
+Status forwardAll(BackendContext& ctx, const ForwardBatch& batch, int nLayers) {
+    RC_TRY(ctx.begin(batch));
+    return ctx.runLayers(0, nLayers, KvView{});
+}
+
+// ---- context ----
+
+CpuContext::CpuContext(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool, int contextLength)
+    : m_config(config),
+      m_weights(weights),
+      m_pool(pool),
+      m_cache(KvLayout{config.nLayers, config.nKvHeads, config.headDim}, contextLength) {}
+
+Status CpuContext::begin(const ForwardBatch& batch) {
+    m_nextLayer = -1;
+    m_logitsReady = false;
+    const int n = static_cast<int>(batch.tokens.size());
+    if (n == 0)
+        return makeError(ErrorCode::InvalidArgument, "empty batch");
+    for (int32_t t : batch.tokens)
+        if (t < 0 || t >= m_config.nVocab)
+            return makeError(ErrorCode::InvalidArgument, "token id " + std::to_string(t) + " outside the vocabulary");
+    RC_TRY(m_cache.reserve(n));
+    const KvRoundTable& table = m_cache.table();
+    const size_t dim = static_cast<size_t>(m_config.dim);
+    try {
+        m_tokens.assign(batch.tokens.begin(), batch.tokens.end());
+        m_positions.resize(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) m_positions[static_cast<size_t>(i)] = table.nextPosition() + i;
+        m_kvPos.resize(static_cast<size_t>(table.roundCount()));
+        for (int r = 0; r < table.roundCount(); ++r) {
+            const KvRound& round = table.round(r);
+            const int count = round.tokenCount + (r == table.roundCount() - 1 ? n : 0);
+            std::vector<int32_t>& pos = m_kvPos[static_cast<size_t>(r)];
+            pos.resize(static_cast<size_t>(count));
+            for (int j = 0; j < count; ++j) pos[static_cast<size_t>(j)] = round.firstPosition + j;
+        }
+        const size_t nn = static_cast<size_t>(n);
+        m_x.resize(nn * dim);
+        m_xb.resize(nn * dim);
+        m_xb2.resize(nn * dim);
+        m_q.resize(nn * static_cast<size_t>(m_config.qDim()));
+        m_att.resize(m_q.size());
+        m_part.resize(m_q.size());
+        m_lse.resize(nn * static_cast<size_t>(m_config.nHeads));
+        m_hb.resize(nn * static_cast<size_t>(m_config.ffn));
+        m_hb2.resize(m_hb.size());
+        m_scores.assign(static_cast<size_t>(m_config.nLayers), {});
+    } catch (const std::bad_alloc&) {
+        return makeError(ErrorCode::OutOfMemory, "activations for a batch of " + std::to_string(n) + " tokens");
+    }
+    m_n = n;
+    m_allLogits = batch.allLogits;
+    m_recordScores = batch.recordRoundScores;
+    const WeightView& embd = m_weights.tokenEmbedding;
+    m_pool.parallelFor(n, [&](int64_t b, int64_t e) {
+        kernels::embeddingRef(embd.type, embd.data, m_config.dim, m_tokens.data() + b, static_cast<int>(e - b),
+                              m_x.data() + b * m_config.dim);
+    });
+    m_nextLayer = 0;
+    return {};
+}
+
+void CpuContext::matmul(const WeightView& w, const float* in, float* out, int n) {
+    const int64_t cols = w.cols;
+    const int64_t rows = w.rows;
+    const int64_t rowBytes = w.rowBytes();
+    m_pool.parallelFor(rows, [&](int64_t r0, int64_t r1) {
+        // Row-outer: each weight row is decoded from memory once and stays in cache for all n tokens.
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* row = w.data + r * rowBytes;
+            for (int t = 0; t < n; ++t) out[t * rows + r] = kernels::dotRowRef(w.type, row, in + t * cols, cols);
+        }
+    });
+}
+
+Status CpuContext::runLayers(int first, int last, const KvView& view) {
+    if (m_nextLayer < 0)
+        return makeError(ErrorCode::InvalidArgument, "runLayers without begin()");
+    if (first != m_nextLayer || last <= first || last > m_config.nLayers)
+        return makeError(ErrorCode::InvalidArgument, "layer range [" + std::to_string(first) + ", " +
+                                                         std::to_string(last) + ") does not continue at layer " +
+                                                         std::to_string(m_nextLayer));
+    const int lastRound = m_cache.table().roundCount() - 1;
+    std::vector<int> visible;
+    if (view.allRounds) {
+        for (int r = 0; r < lastRound; ++r) visible.push_back(r);
+    } else {
+        for (int r : view.rounds) {
+            if (r < 0 || r > lastRound || (!visible.empty() && r <= visible.back()))
+                return makeError(ErrorCode::InvalidArgument, "KvView rounds must be ascending indices of rounds");
+            if (r != lastRound)
+                visible.push_back(r);
+        }
+    }
+    visible.push_back(lastRound);
+    for (int layer = first; layer < last; ++layer) runLayer(layer, visible);
+    m_nextLayer = last;
+    if (last == m_config.nLayers) {
+        m_cache.commit(m_n);
+        m_nextLayer = -1;
+        m_logitsReady = true;
+        m_logits.clear();
+    }
+    return {};
+}
+
+void CpuContext::runLayer(int layer, const std::vector<int>& visible) {
+    const ModelConfig& c = m_config;
+    const LayerWeights& w = m_weights.layers[static_cast<size_t>(layer)];
+    const int n = m_n;
+    float* kNew = m_cache.pendingKeys(layer);  // (n, nKvHeads, headDim)
+    float* vNew = m_cache.pendingValues(layer);
+
+    kernels::rmsnormRef(m_xb.data(), m_x.data(), reinterpret_cast<const float*>(w.attnNorm.data), n, c.dim, c.rmsEps);
+    matmul(w.wq, m_xb.data(), m_q.data(), n);
+    matmul(w.wk, m_xb.data(), kNew, n);
+    matmul(w.wv, m_xb.data(), vNew, n);
+    kernels::ropeRef(m_q.data(), m_positions.data(), n, c.nHeads, c.headDim, c.ropeDim, c.ropeFreqBase);
+    kernels::ropeRef(kNew, m_positions.data(), n, c.nKvHeads, c.headDim, c.ropeDim, c.ropeFreqBase);
+
+    attention(layer, visible);
+    matmul(w.wo, m_att.data(), m_xb2.data(), n);
+    for (size_t i = 0; i < m_x.size(); ++i) m_x[i] += m_xb2[i];
+
+    kernels::rmsnormRef(m_xb.data(), m_x.data(), reinterpret_cast<const float*>(w.ffnNorm.data), n, c.dim, c.rmsEps);
+    matmul(w.wGate, m_xb.data(), m_hb.data(), n);
+    matmul(w.wUp, m_xb.data(), m_hb2.data(), n);
+    kernels::swigluRef(m_hb.data(), m_hb.data(), m_hb2.data(), static_cast<int64_t>(m_hb.size()));
+    matmul(w.wDown, m_hb.data(), m_xb2.data(), n);
+    for (size_t i = 0; i < m_x.size(); ++i) m_x[i] += m_xb2[i];
+}
+
+void CpuContext::attention(int layer, const std::vector<int>& visible) {
+    const ModelConfig& c = m_config;
+    const int n = m_n;
+    const int qDim = c.qDim();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.headDim));
+    const int lastRound = m_cache.table().roundCount() - 1;
+    const size_t lseStride = static_cast<size_t>(n) * c.nHeads;
+    m_roundLse.resize(visible.size() * lseStride);
+    std::fill(m_att.begin(), m_att.end(), 0.0f);
+    std::fill(m_lse.begin(), m_lse.end(), -std::numeric_limits<float>::infinity());
+
+    // Tokens split across threads; each round's partial attention is merged into the running result by LSE.
+    m_pool.parallelFor(n, [&](int64_t t0, int64_t t1) {
+        const int nt = static_cast<int>(t1 - t0);
+        for (size_t v = 0; v < visible.size(); ++v) {
+            const int r = visible[v];
+            const int count = m_cache.table().round(r).tokenCount + (r == lastRound ? n : 0);
+            float* part = m_part.data() + t0 * qDim;
+            float* lse = m_roundLse.data() + v * lseStride + t0 * c.nHeads;
+            kernels::attentionRef(m_q.data() + t0 * qDim, m_cache.keys(r, layer), m_cache.values(r, layer), part, lse,
+                                  m_positions.data() + t0, m_kvPos[static_cast<size_t>(r)].data(), nt, count, c.nHeads,
+                                  c.nKvHeads, c.headDim, scale);
+            kernels::attentionMergeRef(m_att.data() + t0 * qDim, m_lse.data() + t0 * c.nHeads, part, lse, nt * c.nHeads,
+                                       c.headDim);
+        }
+    });
+
+    if (!m_recordScores)
+        return;
+    // Mass of round r for query (i, h) is exp(lse_r - lse_total).
+    std::vector<float>& scores = m_scores[static_cast<size_t>(layer)];
+    scores.assign(static_cast<size_t>(m_cache.table().roundCount()), 0.0f);
+    for (size_t v = 0; v < visible.size(); ++v) {
+        double mass = 0.0;
+        for (size_t i = 0; i < lseStride; ++i) {
+            const float l = m_roundLse[v * lseStride + i];
+            if (l != -std::numeric_limits<float>::infinity())
+                mass += std::exp(static_cast<double>(l) - m_lse[i]);
+        }
+        scores[static_cast<size_t>(visible[v])] = static_cast<float>(mass);
+    }
+}
+
+Result<std::span<const float>> CpuContext::logits() {
+    if (!m_logitsReady)
+        return makeError(ErrorCode::InvalidArgument, "logits() before the batch's last layer has run");
+    const int rows = m_allLogits ? m_n : 1;
+    const size_t vocab = static_cast<size_t>(m_config.nVocab);
+    if (m_logits.empty()) {
+        const float* in = m_x.data() + static_cast<size_t>(m_n - rows) * m_config.dim;
+        kernels::rmsnormRef(m_xb.data(), in, reinterpret_cast<const float*>(m_weights.outputNorm.data), rows,
+                            m_config.dim, m_config.rmsEps);
+        try {
+            m_logits.resize(static_cast<size_t>(rows) * vocab);
+        } catch (const std::bad_alloc&) {
+            return makeError(ErrorCode::OutOfMemory, "logits");
+        }
+        matmul(m_weights.output, m_xb.data(), m_logits.data(), rows);
+    }
+    return std::span<const float>(m_logits);
+}
+
+Result<std::vector<float>> CpuContext::roundScores(int layer) const {
+    if (layer < 0 || layer >= m_config.nLayers || m_scores.empty() || m_scores[static_cast<size_t>(layer)].empty())
+        return makeError(ErrorCode::InvalidArgument, "no round scores recorded at layer " + std::to_string(layer) +
+                                                         " (set ForwardBatch::recordRoundScores)");
+    return m_scores[static_cast<size_t>(layer)];
+}
+
+}  // namespace inference
