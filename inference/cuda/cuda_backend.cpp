@@ -1,0 +1,747 @@
+// CUDA llama forward, step for step the same as cpu_backend.cpp but with the kernels of kernels/ on one stream:
+// embedding -> per layer RMSNorm, Q/K/V projections (GEMV for one or two tokens, cuBLAS GEMM above), RoPE, fp16 KV
+// store, flash attention over the visible rounds' cache spans (split-K for decode), output projection, residual,
+// RMSNorm, SwiGLU FFN, residual; final RMSNorm and output projection on demand.
+//
+// Weights are uploaded once, in their GGUF encoding, into one device arena owned by the backend (norm vectors as
+// float32). Each context owns an fp16 KV cache of `capacity` slots per layer: a round's tokens live in slots taken
+// from a free list (lowest first, so a round is usually one contiguous span), and the attention kernel reads the
+// visible rounds as a list of spans. KvRoundTable keeps the round bookkeeping, exactly as on the CPU.
+// Ownership/threading: see backend.h. The backend owns the stream, the cuBLAS handle and the weights; contexts
+// borrow the backend. All CUDA calls happen on the one inference thread.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend.h"
+#include "kernels/attention.h"
+#include "kernels/cuda_raii.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/gemv.h"
+#include "kernels/quant_ref.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+
+namespace inference {
+
+namespace {
+
+using kernels::DeviceBuffer;
+
+constexpr size_t kAlign = 256;                     // device arena alignment of every tensor (bytes)
+constexpr uint64_t kHeadroomBytes = 512ull << 20;  // kept free for the KV cache, activations and cuBLAS
+constexpr int kMaxGemvTokens = 2;                  // up to this many tokens, GEMV per token beats dequant + GEMM
+constexpr int kKeysPerSplit = 64;                  // decode: at least this many keys per split-K block
+
+size_t alignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+std::string mib(uint64_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
+
+// A weight matrix on the device in its GGUF encoding.
+struct DeviceWeight {
+    GgmlType type = GgmlType::F32;
+    const uint8_t* data = nullptr;
+    int rows = 0;
+    int cols = 0;
+};
+
+struct DeviceLayer {
+    const float* attnNorm = nullptr;  // (dim)
+    DeviceWeight wq, wk, wv, wo;
+    const float* ffnNorm = nullptr;   // (dim)
+    DeviceWeight wGate, wUp, wDown;
+};
+
+// Grows `buf` to at least n elements; contents are not kept. The old buffer is freed first to keep the peak low.
+// `generation` (may be null) counts reallocations, so captured graphs know when a pointer they baked in changed.
+template <typename T>
+Status ensure(DeviceBuffer<T>& buf, size_t n, const char* what, uint64_t* generation = nullptr) {
+    if (buf.size() >= n)
+        return {};
+    if (generation)
+        ++*generation;
+    buf = DeviceBuffer<T>();
+    auto b = DeviceBuffer<T>::create(n);
+    if (!b)
+        return Error{b.error().code, std::string(what) + ": " + b.error().detail};
+    buf = std::move(*b);
+    return {};
+}
+
+class CudaBackend final : public Backend {
+public:
+    CudaBackend(const ModelConfig& config, kernels::DeviceInfo device, kernels::Stream stream,
+                kernels::CublasHandle cublas)
+        : m_config(config), m_device(std::move(device)), m_stream(std::move(stream)), m_cublas(std::move(cublas)) {}
+
+    Status upload(const ModelWeights& weights);
+
+    BackendInfo info() const override {
+        BackendInfo info;
+        info.kind = BackendKind::Cuda;
+        info.deviceName = m_device.name;
+        info.weightBytes = m_weightBytes;
+        info.deviceTotalBytes = m_device.totalBytes;
+        size_t freeBytes = 0, totalBytes = 0;
+        info.deviceFreeBytes = cudaMemGetInfo(&freeBytes, &totalBytes) == cudaSuccess ? freeBytes : 0;
+        return info;
+    }
+    const ModelConfig& config() const override { return m_config; }
+    Result<std::unique_ptr<BackendContext>> createContext(int contextLength) const override;
+
+    cudaStream_t stream() const { return m_stream.get(); }
+    cublasHandle_t cublas() const { return m_cublas.get(); }
+    int multiProcessors() const { return m_device.multiProcessors; }
+    const DeviceLayer& layer(int l) const { return m_layers[static_cast<size_t>(l)]; }
+    const DeviceWeight& tokenEmbedding() const { return m_embedding; }
+    const DeviceWeight& output() const { return m_output; }
+    const float* outputNorm() const { return m_outputNorm; }
+    size_t maxDequantElems() const { return m_maxDequantElems; }
+
+private:
+    const ModelConfig& m_config;  // borrowed from Model
+    kernels::DeviceInfo m_device;
+    kernels::Stream m_stream;
+    kernels::CublasHandle m_cublas;
+    DeviceBuffer<uint8_t> m_arena;  // every weight, kAlign-aligned
+    uint64_t m_weightBytes = 0;
+    std::vector<DeviceLayer> m_layers;
+    DeviceWeight m_embedding;
+    DeviceWeight m_output;
+    const float* m_outputNorm = nullptr;
+    size_t m_maxDequantElems = 0;  // largest quantised matrix: the fp16 scratch a prefill GEMM needs
+};
+
+Status CudaBackend::upload(const ModelWeights& w) {
+    // Pass 1 sizes the arena (tied output shares the embedding), pass 2 copies.
+    std::map<const uint8_t*, size_t> offsets;
+    size_t total = 0;
+    auto plan = [&](const WeightView& v, bool asFloat) {
+        if (offsets.count(v.data))
+            return;
+        offsets[v.data] = total;
+        const size_t bytes =
+            asFloat ? static_cast<size_t>(v.rows * v.cols) * sizeof(float) : static_cast<size_t>(v.bytes());
+        total += alignUp(bytes);
+    };
+    plan(w.tokenEmbedding, false);
+    plan(w.output, false);
+    plan(w.outputNorm, true);
+    for (const LayerWeights& l : w.layers) {
+        for (const WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
+            plan(*v, false);
+        plan(l.attnNorm, true);
+        plan(l.ffnNorm, true);
+    }
+    if (total + kHeadroomBytes > m_device.freeBytes)
+        return Error{ErrorCode::OutOfGpuMemory, "the model needs " + mib(total + kHeadroomBytes) +
+                                                    " of GPU memory (weights " + mib(total) + " + working memory), " +
+                                                    m_device.name + " has " + mib(m_device.freeBytes) + " free"};
+    auto arena = DeviceBuffer<uint8_t>::create(total);
+    if (!arena)
+        return arena.error();
+    m_arena = std::move(*arena);
+    m_weightBytes = total;
+
+    std::vector<float> floats;
+    auto place = [&](const WeightView& v, bool asFloat) -> Result<const uint8_t*> {
+        uint8_t* dst = m_arena.data() + offsets[v.data];
+        if (asFloat) {  // norm vectors: decoded to float32 whatever their file type
+            floats.resize(static_cast<size_t>(v.rows * v.cols));
+            for (int64_t r = 0; r < v.rows; ++r)
+                kernels::dequantizeRowRef(v.type, v.data + r * v.rowBytes(), floats.data() + r * v.cols, v.cols);
+            RC_TRY(kernels::cudaStatus(cudaMemcpy(dst, floats.data(), floats.size() * sizeof(float),
+                                                  cudaMemcpyHostToDevice), "weight upload"));
+        } else {
+            RC_TRY(kernels::cudaStatus(cudaMemcpy(dst, v.data, static_cast<size_t>(v.bytes()), cudaMemcpyHostToDevice),
+                                       "weight upload"));
+        }
+        return static_cast<const uint8_t*>(dst);
+    };
+    auto matrix = [&](const WeightView& v, DeviceWeight& out) -> Status {
+        // A zero-row launch only validates type and row length (Unsupported names the supported types).
+        RC_TRY(kernels::matvec(nullptr, v.type, nullptr, nullptr, nullptr, 0, static_cast<int>(v.cols)));
+        Result<const uint8_t*> p = place(v, false);
+        if (!p)
+            return p.error();
+        out = DeviceWeight{v.type, *p, static_cast<int>(v.rows), static_cast<int>(v.cols)};
+        if (v.type != GgmlType::F16 && v.type != GgmlType::F32)
+            m_maxDequantElems = std::max(m_maxDequantElems, static_cast<size_t>(v.rows * v.cols));
+        return {};
+    };
+    auto vec = [&](const WeightView& v, const float*& out) -> Status {
+        Result<const uint8_t*> p = place(v, true);
+        if (!p)
+            return p.error();
+        out = reinterpret_cast<const float*>(*p);
+        return {};
+    };
+    RC_TRY(matrix(w.tokenEmbedding, m_embedding));
+    RC_TRY(matrix(w.output, m_output));
+    RC_TRY(vec(w.outputNorm, m_outputNorm));
+    m_layers.resize(w.layers.size());
+    for (size_t i = 0; i < w.layers.size(); ++i) {
+        const LayerWeights& l = w.layers[i];
+        DeviceLayer& d = m_layers[i];
+        RC_TRY(vec(l.attnNorm, d.attnNorm));
+        RC_TRY(vec(l.ffnNorm, d.ffnNorm));
+        RC_TRY(matrix(l.wq, d.wq));
+        RC_TRY(matrix(l.wk, d.wk));
+        RC_TRY(matrix(l.wv, d.wv));
+        RC_TRY(matrix(l.wo, d.wo));
+        RC_TRY(matrix(l.wGate, d.wGate));
+        RC_TRY(matrix(l.wUp, d.wUp));
+        RC_TRY(matrix(l.wDown, d.wDown));
+    }
+    return {};
+}
+
+class CudaContext final : public BackendContext {
+public:
+    CudaContext(const CudaBackend& backend, int capacity)
+        : m_b(backend), m_c(backend.config()), m_table(capacity), m_capacity(capacity) {}
+
+    Status allocate();
+
+    const KvRoundTable& rounds() const override { return m_table; }
+    Status beginRound() override {
+        RC_TRY(m_table.beginRound());
+        m_slots[m_table.round(m_table.roundCount() - 1).id].clear();
+        return {};
+    }
+    Status keepRounds(int n) override {
+        RC_TRY(m_table.keepRounds(n));
+        releaseDeadSlots();
+        return {};
+    }
+    Status removeRounds(int first, int last) override {
+        RC_TRY(m_table.removeRounds(first, last));
+        releaseDeadSlots();
+        return {};
+    }
+    Status dropTail(int nTokens) override {
+        RC_TRY(m_table.dropTail(nTokens));
+        releaseDeadSlots();
+        return {};
+    }
+    uint64_t kvBytes(int firstLayer, int lastLayer) const override {
+        return static_cast<uint64_t>(m_table.tokenCount()) * m_c.kvDim() * 2 * sizeof(uint16_t) *
+               static_cast<uint64_t>(std::max(0, lastLayer - firstLayer));
+    }
+    Result<RoundKvSnapshot> exportRound(int round, int firstLayer, int layerCount) const override;
+    Status importRound(const RoundKvSnapshot& snapshot, int firstPosition) override;
+
+    Status begin(const ForwardBatch& batch) override;
+    Status runLayers(int first, int last, const KvView& view) override;
+    Result<std::span<const float>> logits() override;
+    Result<std::vector<float>> roundScores(int layer) const override;
+
+private:
+    // Runs of consecutive slots: the spans the attention kernel reads.
+    static void appendSpans(const std::vector<int32_t>& slots, std::vector<kernels::KvSpan>& out);
+    // Frees the slots of rounds that left the table and of tokens dropped from a round's tail.
+    void releaseDeadSlots();
+    // Lowest n free slots, ascending (m_free is kept sorted descending).
+    std::vector<int32_t> lowestFree(int n) const { return {m_free.rbegin(), m_free.rbegin() + n}; }
+    uint16_t* layerKeys(int layer) const { return m_k.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim(); }
+    uint16_t* layerValues(int layer) const {
+        return m_v.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim();
+    }
+    Status uploadPositions(const std::vector<int32_t>& slots, int firstPosition);
+    Status project(const DeviceWeight& w, const float* in, float* out, int n);
+    int decodeSplits() const;
+    // Runs layers [first, last) of the begun batch (as a CUDA graph for decode).
+    Status runRange(int first, int last);
+    Status runLayer(int layer);
+    Status attention(int layer);
+
+    const CudaBackend& m_b;
+    const ModelConfig& m_c;
+    KvRoundTable m_table;
+    int m_capacity = 0;
+    std::map<uint64_t, std::vector<int32_t>> m_slots;  // round id -> cache slot of each committed token
+    std::vector<int32_t> m_free;                       // free slots, descending
+    mutable DeviceBuffer<uint16_t> m_k;                // (nLayers, capacity, kvDim) fp16
+    mutable DeviceBuffer<uint16_t> m_v;
+    DeviceBuffer<int32_t> m_kvPos;                     // (capacity) absolute position of each slot
+
+    // The begun batch.
+    int m_n = 0;
+    bool m_allLogits = false;
+    bool m_recordScores = false;
+    int m_nextLayer = -1;
+    bool m_logitsReady = false;
+    std::vector<int32_t> m_pending;    // slots reserved for the batch's tokens
+    std::vector<int32_t> m_positions;  // (n)
+    std::vector<int> m_visible;        // rounds the current runLayers call attends to
+    std::vector<int> m_spanOffset;     // per visible round: index of its first span
+    int m_totalKeys = 0;
+    std::vector<float> m_logits;
+    std::vector<std::vector<float>> m_scores;
+
+    // Device activations, grown to the largest batch seen.
+    DeviceBuffer<int32_t> m_dTokens, m_dPositions, m_dPending;
+    DeviceBuffer<kernels::KvSpan> m_dSpans;
+    DeviceBuffer<int32_t> m_dSpanCounts;  // [0]: all visible spans; [1 + v]: visible round v's spans
+    DeviceBuffer<float> m_x, m_xb, m_xb2, m_q, m_kNew, m_vNew, m_att, m_lse, m_hb, m_hb2, m_dLogits, m_workspace;
+    DeviceBuffer<float> m_roundOut, m_roundLse;
+    DeviceBuffer<uint16_t> m_wScratch, m_aScratch;
+    int m_maxSplits = 1;
+
+    // Decode graphs per layer range, valid while no buffer they use was reallocated.
+    struct CachedGraph {
+        kernels::GraphExec exec;
+        int splits = 0;
+    };
+    std::map<std::pair<int, int>, CachedGraph> m_graphs;
+    uint64_t m_generation = 0;
+    uint64_t m_graphGeneration = 0;
+};
+
+Result<std::unique_ptr<BackendContext>> CudaBackend::createContext(int contextLength) const {
+    if (contextLength <= 0)
+        return makeError(ErrorCode::InvalidArgument, "context length must be positive");
+    auto ctx = std::make_unique<CudaContext>(*this, contextLength);
+    RC_TRY(ctx->allocate());
+    return std::unique_ptr<BackendContext>(std::move(ctx));
+}
+
+Status CudaContext::allocate() {
+    const size_t cacheElems = static_cast<size_t>(m_c.nLayers) * m_capacity * m_c.kvDim();
+    RC_TRY(ensure(m_k, cacheElems, "KV cache"));
+    RC_TRY(ensure(m_v, cacheElems, "KV cache"));
+    RC_TRY(ensure(m_kvPos, static_cast<size_t>(m_capacity), "KV cache"));
+    // Decode split-K: enough blocks for two waves over the SMs, never fewer than kKeysPerSplit keys each.
+    m_maxSplits = std::max(1, 2 * m_b.multiProcessors() / m_c.nKvHeads);
+    RC_TRY(ensure(m_workspace, kernels::attentionWorkspaceFloats(1, m_c.nHeads, m_c.headDim, m_maxSplits),
+                  "attention workspace"));
+    m_free.resize(static_cast<size_t>(m_capacity));
+    for (int i = 0; i < m_capacity; ++i)
+        m_free[static_cast<size_t>(i)] = m_capacity - 1 - i;
+    return {};
+}
+
+void CudaContext::appendSpans(const std::vector<int32_t>& slots, std::vector<kernels::KvSpan>& out) {
+    for (size_t i = 0; i < slots.size();) {
+        size_t j = i + 1;
+        while (j < slots.size() && slots[j] == slots[j - 1] + 1)
+            ++j;
+        out.push_back({slots[i], static_cast<int32_t>(j - i)});
+        i = j;
+    }
+}
+
+void CudaContext::releaseDeadSlots() {
+    std::map<uint64_t, int> live;
+    for (const KvRound& r : m_table.rounds())
+        live[r.id] = r.tokenCount;
+    for (auto it = m_slots.begin(); it != m_slots.end();) {
+        auto l = live.find(it->first);
+        const size_t keep = l == live.end() ? 0 : static_cast<size_t>(l->second);
+        m_free.insert(m_free.end(), it->second.begin() + static_cast<std::ptrdiff_t>(std::min(keep, it->second.size())),
+                      it->second.end());
+        if (l == live.end()) {
+            it = m_slots.erase(it);
+        } else {
+            it->second.resize(std::min(keep, it->second.size()));
+            ++it;
+        }
+    }
+    std::sort(m_free.begin(), m_free.end(), std::greater<>());
+}
+
+Status CudaContext::uploadPositions(const std::vector<int32_t>& slots, int firstPosition) {
+    // One copy per run of consecutive slots (usually one).
+    std::vector<kernels::KvSpan> runs;
+    appendSpans(slots, runs);
+    std::vector<int32_t> pos;
+    int j = 0;
+    for (const kernels::KvSpan& s : runs) {
+        pos.resize(static_cast<size_t>(s.count));
+        for (int i = 0; i < s.count; ++i)
+            pos[static_cast<size_t>(i)] = firstPosition + j++;
+        RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(m_kvPos.data() + s.start, pos.data(), pos.size() * sizeof(int32_t),
+                                                   cudaMemcpyHostToDevice, m_b.stream()),
+                                   "KV positions upload"));
+    }
+    return {};
+}
+
+Status CudaContext::begin(const ForwardBatch& batch) {
+    m_nextLayer = -1;
+    m_logitsReady = false;
+    const int n = static_cast<int>(batch.tokens.size());
+    if (n == 0)
+        return makeError(ErrorCode::InvalidArgument, "empty batch");
+    for (int32_t t : batch.tokens)
+        if (t < 0 || t >= m_c.nVocab)
+            return makeError(ErrorCode::InvalidArgument, "token id " + std::to_string(t) + " outside the vocabulary");
+    RC_TRY(m_table.checkAppend(n));
+    if (static_cast<int>(m_free.size()) < n)
+        return makeError(ErrorCode::ContextFull, "no free KV slots for " + std::to_string(n) + " tokens");
+    const size_t nn = static_cast<size_t>(n);
+    const size_t widest = static_cast<size_t>(std::max({m_c.dim, m_c.ffn, m_c.qDim()}));
+    RC_TRY(ensure(m_dTokens, nn, "activations", &m_generation));
+    RC_TRY(ensure(m_dPositions, nn, "activations", &m_generation));
+    RC_TRY(ensure(m_dPending, nn, "activations", &m_generation));
+    RC_TRY(ensure(m_x, nn * m_c.dim, "activations", &m_generation));
+    RC_TRY(ensure(m_xb, nn * m_c.dim, "activations", &m_generation));
+    RC_TRY(ensure(m_xb2, nn * m_c.dim, "activations", &m_generation));
+    RC_TRY(ensure(m_q, nn * m_c.qDim(), "activations", &m_generation));
+    RC_TRY(ensure(m_att, nn * m_c.qDim(), "activations", &m_generation));
+    RC_TRY(ensure(m_kNew, nn * m_c.kvDim(), "activations", &m_generation));
+    RC_TRY(ensure(m_vNew, nn * m_c.kvDim(), "activations", &m_generation));
+    RC_TRY(ensure(m_lse, nn * m_c.nHeads, "activations", &m_generation));
+    RC_TRY(ensure(m_hb, nn * m_c.ffn, "activations", &m_generation));
+    RC_TRY(ensure(m_hb2, nn * m_c.ffn, "activations", &m_generation));
+    RC_TRY(ensure(m_dLogits, (batch.allLogits ? nn : 1) * m_c.nVocab, "logits", &m_generation));
+    if (n > kMaxGemvTokens) {
+        RC_TRY(ensure(m_wScratch, m_b.maxDequantElems(), "GEMM scratch"));
+        RC_TRY(ensure(m_aScratch, nn * widest, "GEMM scratch"));
+    }
+    if (batch.recordRoundScores) {
+        RC_TRY(ensure(m_roundOut, nn * m_c.qDim(), "round scores"));
+        RC_TRY(ensure(m_roundLse, static_cast<size_t>(m_table.roundCount()) * nn * m_c.nHeads, "round scores"));
+    }
+
+    m_pending = lowestFree(n);
+    m_positions.resize(nn);
+    for (int i = 0; i < n; ++i)
+        m_positions[static_cast<size_t>(i)] = m_table.nextPosition() + i;
+    const cudaStream_t s = m_b.stream();
+    RC_TRY(m_dTokens.upload(batch.tokens.data(), nn, s));
+    RC_TRY(m_dPositions.upload(m_positions.data(), nn, s));
+    RC_TRY(m_dPending.upload(m_pending.data(), nn, s));
+    RC_TRY(uploadPositions(m_pending, m_table.nextPosition()));
+    const DeviceWeight& e = m_b.tokenEmbedding();
+    RC_TRY(kernels::embedding(s, e.type, e.data, m_c.dim, m_dTokens.data(), n, m_x.data()));
+    m_n = n;
+    m_allLogits = batch.allLogits;
+    m_recordScores = batch.recordRoundScores;
+    m_scores.assign(static_cast<size_t>(m_c.nLayers), {});
+    m_logits.clear();
+    m_nextLayer = 0;
+    return {};
+}
+
+Status CudaContext::runLayers(int first, int last, const KvView& view) {
+    if (m_nextLayer < 0)
+        return makeError(ErrorCode::InvalidArgument, "runLayers without begin()");
+    if (first != m_nextLayer || last <= first || last > m_c.nLayers)
+        return makeError(ErrorCode::InvalidArgument, "layer range [" + std::to_string(first) + ", " +
+                                                         std::to_string(last) + ") does not continue at layer " +
+                                                         std::to_string(m_nextLayer));
+    const int lastRound = m_table.roundCount() - 1;
+    m_visible.clear();
+    if (view.allRounds) {
+        for (int r = 0; r < lastRound; ++r)
+            m_visible.push_back(r);
+    } else {
+        for (int r : view.rounds) {
+            if (r < 0 || r > lastRound || (!m_visible.empty() && r <= m_visible.back()))
+                return makeError(ErrorCode::InvalidArgument, "KvView rounds must be ascending indices of rounds");
+            if (r != lastRound)
+                m_visible.push_back(r);
+        }
+    }
+    m_visible.push_back(lastRound);
+
+    // Spans of every visible round in order; the batch's own round ends with its pending slots.
+    std::vector<kernels::KvSpan> spans;
+    std::vector<int32_t> counts(1 + m_visible.size());
+    m_spanOffset.clear();
+    m_totalKeys = 0;
+    for (size_t v = 0; v < m_visible.size(); ++v) {
+        const int r = m_visible[v];
+        std::vector<int32_t> slots = m_slots[m_table.round(r).id];
+        if (r == lastRound)
+            slots.insert(slots.end(), m_pending.begin(), m_pending.end());
+        m_spanOffset.push_back(static_cast<int>(spans.size()));
+        appendSpans(slots, spans);
+        counts[1 + v] = static_cast<int32_t>(spans.size()) - m_spanOffset.back();
+        m_totalKeys += static_cast<int>(slots.size());
+    }
+    counts[0] = static_cast<int32_t>(spans.size());
+    RC_TRY(ensure(m_dSpans, spans.size(), "KV spans", &m_generation));
+    RC_TRY(ensure(m_dSpanCounts, counts.size(), "KV spans", &m_generation));
+    RC_TRY(m_dSpans.upload(spans.data(), spans.size(), m_b.stream()));
+    RC_TRY(m_dSpanCounts.upload(counts.data(), counts.size(), m_b.stream()));
+
+    RC_TRY(runRange(first, last));
+    m_nextLayer = last;
+    if (last == m_c.nLayers) {
+        // No synchronisation here: an asynchronous kernel failure is sticky and surfaces in logits().
+        const uint64_t id = m_table.round(lastRound).id;
+        m_table.commitAppend(m_n);
+        m_slots[id].insert(m_slots[id].end(), m_pending.begin(), m_pending.end());
+        m_free.resize(m_free.size() - m_pending.size());
+        m_pending.clear();
+        m_nextLayer = -1;
+        m_logitsReady = true;
+    }
+    return {};
+}
+
+int CudaContext::decodeSplits() const { return std::clamp(m_totalKeys / kKeysPerSplit, 1, m_maxSplits); }
+
+Status CudaContext::runRange(int first, int last) {
+    const cudaStream_t s = m_b.stream();
+    if (m_n != 1 || m_recordScores) {
+        for (int layer = first; layer < last; ++layer)
+            RC_TRY(runLayer(layer));
+        return {};
+    }
+    // Decode: replay the layers as one CUDA graph. Every per-step input (token, position, KV slot, spans) lives in
+    // device buffers the graph reads, so a graph stays valid until a buffer is reallocated or the split count
+    // changes (every kKeysPerSplit keys until m_maxSplits).
+    if (m_graphGeneration != m_generation) {
+        m_graphs.clear();
+        m_graphGeneration = m_generation;
+    }
+    const int splits = decodeSplits();
+    CachedGraph& g = m_graphs[{first, last}];
+    if (!g.exec.valid() || g.splits != splits) {
+        RC_TRY(kernels::cudaStatus(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "begin capture"));
+        Status st;
+        for (int layer = first; layer < last && st.ok(); ++layer)
+            st = runLayer(layer);
+        const Status captured = g.exec.endCapture(s);  // always ends the capture, also after a failure
+        RC_TRY(st);
+        RC_TRY(captured);
+        g.splits = splits;
+    }
+    return g.exec.launch(s);
+}
+
+Status CudaContext::project(const DeviceWeight& w, const float* in, float* out, int n) {
+    if (n <= kMaxGemvTokens) {
+        for (int t = 0; t < n; ++t)
+            RC_TRY(kernels::matvec(m_b.stream(), w.type, w.data, in + static_cast<size_t>(t) * w.cols,
+                                   out + static_cast<size_t>(t) * w.rows, w.rows, w.cols));
+        return {};
+    }
+    const kernels::GemmScratch scratch{m_wScratch.data(), m_wScratch.size(), m_aScratch.data(), m_aScratch.size()};
+    return kernels::matmul(m_b.stream(), m_b.cublas(), w.type, w.data, w.rows, w.cols, in, n, out, scratch);
+}
+
+Status CudaContext::runLayer(int layer) {
+    const ModelConfig& c = m_c;
+    const DeviceLayer& w = m_b.layer(layer);
+    const cudaStream_t s = m_b.stream();
+    const int n = m_n;
+    RC_TRY(kernels::rmsnorm(s, m_xb.data(), m_x.data(), w.attnNorm, n, c.dim, c.rmsEps));
+    RC_TRY(project(w.wq, m_xb.data(), m_q.data(), n));
+    RC_TRY(project(w.wk, m_xb.data(), m_kNew.data(), n));
+    RC_TRY(project(w.wv, m_xb.data(), m_vNew.data(), n));
+    RC_TRY(kernels::rope(s, m_q.data(), m_dPositions.data(), n, c.nHeads, c.headDim, c.ropeDim, c.ropeFreqBase));
+    RC_TRY(kernels::rope(s, m_kNew.data(), m_dPositions.data(), n, c.nKvHeads, c.headDim, c.ropeDim, c.ropeFreqBase));
+    RC_TRY(kernels::kvStore(s, m_kNew.data(), m_vNew.data(), layerKeys(layer), layerValues(layer), m_dPending.data(),
+                            n, c.kvDim()));
+    RC_TRY(attention(layer));
+    RC_TRY(project(w.wo, m_att.data(), m_xb2.data(), n));
+    RC_TRY(kernels::addInPlace(s, m_x.data(), m_xb2.data(), static_cast<int64_t>(n) * c.dim));
+
+    RC_TRY(kernels::rmsnorm(s, m_xb.data(), m_x.data(), w.ffnNorm, n, c.dim, c.rmsEps));
+    RC_TRY(project(w.wGate, m_xb.data(), m_hb.data(), n));
+    RC_TRY(project(w.wUp, m_xb.data(), m_hb2.data(), n));
+    RC_TRY(kernels::swiglu(s, m_hb.data(), m_hb.data(), m_hb2.data(), static_cast<int64_t>(n) * c.ffn));
+    RC_TRY(project(w.wDown, m_hb.data(), m_xb2.data(), n));
+    return kernels::addInPlace(s, m_x.data(), m_xb2.data(), static_cast<int64_t>(n) * c.dim);
+}
+
+Status CudaContext::attention(int layer) {
+    const ModelConfig& c = m_c;
+    kernels::AttentionArgs a;
+    a.q = m_q.data();
+    a.qPos = m_dPositions.data();
+    a.k = layerKeys(layer);
+    a.v = layerValues(layer);
+    a.kvPos = m_kvPos.data();
+    a.spans = m_dSpans.data();
+    a.nSpans = m_dSpanCounts.data();
+    a.out = m_att.data();
+    a.lse = m_lse.data();
+    a.nQ = m_n;
+    a.nHeads = c.nHeads;
+    a.nKvHeads = c.nKvHeads;
+    a.headDim = c.headDim;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(c.headDim));
+    if (m_n == 1) {
+        a.nSplits = decodeSplits();
+        a.workspace = m_workspace.data();
+    }
+    RC_TRY(kernels::attention(m_b.stream(), a));
+    if (!m_recordScores)
+        return {};
+
+    // Round scores: each visible round alone gives its log-sum-exp; its mass for query (i, h) is
+    // exp(lse_round - lse_all), as on the CPU.
+    const size_t lseStride = static_cast<size_t>(m_n) * c.nHeads;
+    for (size_t v = 0; v < m_visible.size(); ++v) {
+        a.spans = m_dSpans.data() + m_spanOffset[v];
+        a.nSpans = m_dSpanCounts.data() + 1 + v;
+        a.out = m_roundOut.data();
+        a.lse = m_roundLse.data() + v * lseStride;
+        a.nSplits = 1;
+        a.workspace = nullptr;
+        RC_TRY(kernels::attention(m_b.stream(), a));
+    }
+    std::vector<float> total(lseStride);
+    std::vector<float> perRound(m_visible.size() * lseStride);
+    RC_TRY(m_lse.download(total.data(), total.size(), m_b.stream()));
+    RC_TRY(m_roundLse.download(perRound.data(), perRound.size(), m_b.stream()));
+    RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "round scores"));
+    std::vector<float>& scores = m_scores[static_cast<size_t>(layer)];
+    scores.assign(static_cast<size_t>(m_table.roundCount()), 0.0f);
+    for (size_t v = 0; v < m_visible.size(); ++v) {
+        double mass = 0.0;
+        for (size_t i = 0; i < lseStride; ++i) {
+            const float l = perRound[v * lseStride + i];
+            if (l != -std::numeric_limits<float>::infinity())
+                mass += std::exp(static_cast<double>(l) - total[i]);
+        }
+        scores[static_cast<size_t>(m_visible[v])] = static_cast<float>(mass);
+    }
+    return {};
+}
+
+Result<std::span<const float>> CudaContext::logits() {
+    if (!m_logitsReady)
+        return makeError(ErrorCode::InvalidArgument, "logits() before the batch's last layer has run");
+    if (m_logits.empty()) {
+        const int rows = m_allLogits ? m_n : 1;
+        const float* in = m_x.data() + static_cast<size_t>(m_n - rows) * m_c.dim;
+        RC_TRY(kernels::rmsnorm(m_b.stream(), m_xb.data(), in, m_b.outputNorm(), rows, m_c.dim, m_c.rmsEps));
+        RC_TRY(project(m_b.output(), m_xb.data(), m_dLogits.data(), rows));
+        m_logits.resize(static_cast<size_t>(rows) * m_c.nVocab);
+        RC_TRY(m_dLogits.download(m_logits.data(), m_logits.size(), m_b.stream()));
+        RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "logits"));
+    }
+    return std::span<const float>(m_logits);
+}
+
+Result<std::vector<float>> CudaContext::roundScores(int layer) const {
+    if (layer < 0 || layer >= m_c.nLayers || m_scores.empty() || m_scores[static_cast<size_t>(layer)].empty())
+        return makeError(ErrorCode::InvalidArgument, "no round scores recorded at layer " + std::to_string(layer) +
+                                                         " (set ForwardBatch::recordRoundScores)");
+    return m_scores[static_cast<size_t>(layer)];
+}
+
+Result<RoundKvSnapshot> CudaContext::exportRound(int round, int firstLayer, int layerCount) const {
+    if (round < 0 || round >= m_table.roundCount() || firstLayer < 0 || layerCount <= 0 ||
+        firstLayer + layerCount > m_c.nLayers)
+        return makeError(ErrorCode::InvalidArgument, "exportRound: round or layer range out of range");
+    const auto found = m_slots.find(m_table.round(round).id);
+    const std::vector<int32_t> slots = found == m_slots.end() ? std::vector<int32_t>{} : found->second;
+    const int tokens = static_cast<int>(slots.size());
+    const KvLayout layout{m_c.nLayers, m_c.nKvHeads, m_c.headDim};
+    RoundKvSnapshot snap;
+    snap.round = round;
+    snap.firstLayer = firstLayer;
+    snap.layerCount = layerCount;
+    snap.tokenCount = tokens;
+    snap.dtype = "f32";
+    snap.bytes.resize(snapshotBytes(layout, layerCount, tokens));
+    std::vector<kernels::KvSpan> runs;
+    appendSpans(slots, runs);
+    const size_t rowElems = static_cast<size_t>(m_c.kvDim());
+    std::vector<uint16_t> half(slots.size() * rowElems);
+    uint8_t* dst = snap.bytes.data();
+    for (int l = firstLayer; l < firstLayer + layerCount; ++l) {
+        for (const uint16_t* cache : {layerKeys(l), layerValues(l)}) {
+            size_t row = 0;
+            for (const kernels::KvSpan& s : runs) {
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(half.data() + row * rowElems, cache + s.start * rowElems,
+                                                           s.count * rowElems * sizeof(uint16_t),
+                                                           cudaMemcpyDeviceToHost, m_b.stream()),
+                                           "KV export"));
+                row += static_cast<size_t>(s.count);
+            }
+            RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV export"));
+            for (uint16_t h : half) {
+                const float f = kernels::fp16ToFloat(h);
+                std::memcpy(dst, &f, sizeof f);
+                dst += sizeof f;
+            }
+        }
+    }
+    return snap;
+}
+
+Status CudaContext::importRound(const RoundKvSnapshot& snapshot, int firstPosition) {
+    const KvLayout layout{m_c.nLayers, m_c.nKvHeads, m_c.headDim};
+    const int tokens = snapshot.tokenCount;
+    if (snapshot.dtype != "f32" || snapshot.firstLayer != 0 || snapshot.layerCount != m_c.nLayers || tokens < 0 ||
+        snapshot.bytes.size() != snapshotBytes(layout, m_c.nLayers, tokens))
+        return makeError(ErrorCode::Mismatch, "KV snapshot does not match this model's layout (f32, every layer)");
+    if (static_cast<int>(m_free.size()) < tokens || m_table.tokenCount() + tokens > m_table.capacity())
+        return makeError(ErrorCode::ContextFull, "the restored round does not fit the context");
+    RC_TRY(m_table.beginRoundAt(firstPosition));
+    if (Status st = m_table.checkAppend(tokens); !st) {
+        (void)m_table.keepRounds(m_table.roundCount() - 1);
+        return st;
+    }
+    const std::vector<int32_t> slots = lowestFree(tokens);
+    std::vector<kernels::KvSpan> runs;
+    appendSpans(slots, runs);
+    const size_t rowElems = static_cast<size_t>(m_c.kvDim());
+    std::vector<uint16_t> half(static_cast<size_t>(tokens) * rowElems);
+    const uint8_t* src = snapshot.bytes.data();
+    for (int l = 0; l < m_c.nLayers; ++l) {
+        for (uint16_t* cache : {layerKeys(l), layerValues(l)}) {
+            for (uint16_t& h : half) {
+                float f;
+                std::memcpy(&f, src, sizeof f);
+                src += sizeof f;
+                h = kernels::floatToFp16(f);
+            }
+            size_t row = 0;
+            for (const kernels::KvSpan& s : runs) {
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(cache + s.start * rowElems, half.data() + row * rowElems,
+                                                           s.count * rowElems * sizeof(uint16_t),
+                                                           cudaMemcpyHostToDevice, m_b.stream()),
+                                           "KV import"));
+                row += static_cast<size_t>(s.count);
+            }
+            RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV import"));
+        }
+    }
+    RC_TRY(uploadPositions(slots, firstPosition));
+    m_table.commitAppend(tokens);
+    m_slots[m_table.round(m_table.roundCount() - 1).id] = slots;
+    m_free.resize(m_free.size() - slots.size());
+    return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Backend>> createCudaBackend(const ModelConfig& config, const ModelWeights& weights,
+                                                   const BackendOptions& options) {
+    (void)options;  // CPU thread count: nothing to set on the GPU
+    Result<kernels::DeviceInfo> device = kernels::probeCudaDevice(0);
+    if (!device)
+        return device.error();
+    RC_TRY(kernels::cudaStatus(cudaSetDevice(device->device), "cudaSetDevice"));
+    if (config.headDim % 8 != 0 || config.headDim > kernels::kAttentionMaxHeadDim)
+        return makeError(ErrorCode::Unsupported, "head dimension " + std::to_string(config.headDim) +
+                                                     " has no GPU attention kernel (multiples of 8 up to " +
+                                                     std::to_string(kernels::kAttentionMaxHeadDim) + ")");
+    Result<kernels::Stream> stream = kernels::Stream::create();
+    if (!stream)
+        return stream.error();
+    Result<kernels::CublasHandle> cublas = kernels::CublasHandle::create();
+    if (!cublas)
+        return cublas.error();
+    auto backend = std::make_unique<CudaBackend>(config, std::move(*device), std::move(*stream), std::move(*cublas));
+    RC_TRY(backend->upload(weights));
+    return std::unique_ptr<Backend>(std::move(backend));
+}
+
+}  // namespace inference

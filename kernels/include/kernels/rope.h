@@ -1,0 +1,27 @@
+// Rotary position embedding on the GPU: Llama "NORM" RoPE (adjacent pairs) of activations, and re-rotation of
+// fp16 keys already in the KV cache (CPU references: ropeRef, ropeShiftRef). Angles are computed in double, as in
+// the reference, because positions reach 1e5 where a float angle loses digits.
+// Thread safety: launchers enqueue on the given stream; call them from the thread that owns the CUDA state.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "roundchat/result.h"
+
+namespace kernels {
+
+// Rotates x in place. x: (nTokens, nHeads, headDim) device float32; positions: (nTokens) device int32.
+// ropeDim <= headDim, even.
+roundchat::Status rope(cudaStream_t stream, float* x, const int32_t* positions, int nTokens, int nHeads, int headDim,
+                       int ropeDim, float freqBase);
+
+// Re-rotates cached fp16 keys from fromPositions to toPositions (rotation by the difference), in place.
+// kCache: (capacity, nHeads, headDim) device fp16 bits; slots: (nTokens) device int32 cache rows to shift;
+// fromPositions, toPositions: (nTokens) device int32.
+roundchat::Status ropeShift(cudaStream_t stream, uint16_t* kCache, const int32_t* slots, const int32_t* fromPositions,
+                            const int32_t* toPositions, int nTokens, int nHeads, int headDim, int ropeDim,
+                            float freqBase);
+
+}  // namespace kernels
