@@ -1,0 +1,96 @@
+// Wires the main window to the workers: owns the item models, the window, the inference and storage controllers and
+// the downloader, and keeps the state of the running answer. Everything here runs on the GUI thread.
+#pragma once
+
+#include "app_settings.h"
+#include "downloader.h"
+#include "worker_types.h"
+#include "inference_controller.h"
+#include "storage_controller.h"
+#include "ui/conversation_list_model.h"
+#include "ui/main_window.h"
+#include "ui/message_list_model.h"
+
+#include <QNetworkAccessManager>
+#include <QObject>
+#include <QTimer>
+
+#include <memory>
+
+namespace app {
+
+enum class ErrorContext;
+
+class AppController : public QObject {
+    Q_OBJECT
+public:
+    // `store` is borrowed. dataDir: where the database and downloaded models live (AppDataLocation).
+    // modelOverride: --model PATH, empty for the saved or bundled model.
+    AppController(QSettings& store, const QString& dataDir, const QString& modelOverride, QObject* parent = nullptr);
+    ~AppController() override;
+
+    void start();
+    ui::MainWindow& window() { return *m_window; }
+
+    // The story model shipped with the app (resources/models/stories260K.gguf), or empty when not found.
+    static QString bundledStoryModel();
+
+private:
+    struct Exchange {  // the answer being generated
+        quint64 inferenceId = 0;
+        qint64 conversationId = 0;
+        quint64 userSaveRequest = 0;  // set when the question was saved in this exchange
+        qint64 userMessageId = 0;     // set when the question was already in the database (regenerate)
+        int round = 0;
+        bool branch = false;          // regenerate or edit: reload the branch arrows after saving
+    };
+
+    void connectChat();
+    void connectStorage();
+    void connectInference();
+    void connectModels();
+    void connectHistory();
+
+    void loadModel(const QString& path);
+    // parentRequest: the save request of the parent when its id is not known yet (0 otherwise).
+    void send(const QString& text, qint64 parentId, quint64 parentRequest);
+    void generate(const QList<RoundText>& history, const QString& text, bool regenerate, Exchange exchange);
+    QList<RoundText> historyBefore(int row) const;
+    void selectConversation(qint64 id);
+    void showError(int code, ErrorContext context, const QString& subject, const QString& detail);
+    void onErrorAction(const QString& actionId);
+    void openSettings();
+    void openModelFile();
+    QString modelsDir() const;
+    void refreshModelStates();
+
+    QString m_dataDir;
+    QString m_modelOverride;
+    AppSettings m_settings;
+    ui::SettingsValues m_values;
+    ui::MessageListModel m_messages;
+    ui::ConversationListModel m_conversations;
+    std::unique_ptr<ui::MainWindow> m_window;  // after the models it shows: destroyed before them
+    InferenceController m_inference;
+    StorageController m_storage;
+    QNetworkAccessManager m_network;
+    Downloader m_downloader;
+    QList<ui::KnownModel> m_known;
+    QTimer m_hostMemoryTimer;
+
+    qint64 m_conversationId = 0;
+    Exchange m_exchange;
+    QString m_pendingSend;         // the first question of a conversation being created
+    quint64 m_createRequest = 0;
+    quint64 m_importRequest = 0;
+    quint64 m_exportRequest = 0;
+    quint64 m_searchRequest = 0;
+    quint64 m_lastSaveRequest = 0;  // the latest appendMessage, for a parent whose id has not come back yet
+    quint64 m_loadRequest = 0;
+    QString m_loadingPath;
+    ModelInfo m_model;
+    bool m_modelReady = false;
+    qint64 m_scrollTo = 0;         // message to show once its conversation is loaded (history search)
+};
+
+}  // namespace app

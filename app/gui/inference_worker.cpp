@@ -1,0 +1,195 @@
+#include "inference_worker.h"
+
+#include "inference/model.h"
+#include "inference/session.h"
+
+#include <QThread>
+
+#include <algorithm>
+
+namespace app {
+
+namespace {
+
+inference::SessionOptions sessionOptions(const ui::SettingsValues& s, const inference::Model& model) {
+    inference::SessionOptions o;
+    o.systemPrompt = s.systemPrompt.toStdString();
+    o.sampler.temperature = float(s.temperature);
+    o.sampler.topK = s.topK;
+    o.sampler.topP = float(s.topP);
+    o.sampler.repeatPenalty = float(s.repeatPenalty);
+    o.maxNewTokens = s.maxNewTokens;
+    o.rounds.mode = s.roundAttention ? inference::KvMode::RoundAttention : inference::KvMode::FullKv;
+    o.rounds.watershedLayer = s.watershedAuto ? -1 : std::min(s.watershedLayer, model.config().nLayers - 1);
+    o.rounds.recallMass = float(s.recallMass);
+    o.rounds.keepLatestRounds = s.keepLatestRounds;
+    o.rounds.maxRecalledRounds = s.maxRecalledRounds;
+    o.rounds.vramBudgetBytes = uint64_t(s.vramBudgetMb) * 1000 * 1000;
+    return o;
+}
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+}  // namespace
+
+InferenceWorker::InferenceWorker() = default;
+InferenceWorker::~InferenceWorker() = default;
+
+void InferenceWorker::cancelUpTo(quint64 requestId) {
+    quint64 current = m_cancelledUpTo.load();
+    while (current < requestId && !m_cancelledUpTo.compare_exchange_weak(current, requestId)) {
+    }
+}
+
+void InferenceWorker::applySettings(const ui::SettingsValues& settings) {
+    m_settings = settings;
+    if (m_session && m_model) {
+        if (inference::Status st = m_session->setOptions(sessionOptions(m_settings, *m_model)); !st)
+            Q_EMIT failed(ErrorInfo{0, int(st.error().code), qs(st.error().detail)});
+    }
+}
+
+void InferenceWorker::loadModel(const LoadRequest& request) {
+    m_session.reset();
+    m_sessionConversation = 0;
+    inference::LoadOptions options;
+    options.backend = inference::BackendKind(int(request.backend));
+    options.contextLength = request.contextLength;
+    int lastPercent = -1;
+    options.progress = [this, &request, &lastPercent](float fraction) {
+        const int percent = int(fraction * 100);
+        if (percent != lastPercent) {  // at most 100 signals per load
+            lastPercent = percent;
+            Q_EMIT loadProgress(LoadProgress{request.requestId, double(fraction)});
+        }
+        return !cancelled(request.requestId);
+    };
+    auto loaded = inference::Model::load(request.path.toStdString(), options);
+    if (!loaded) {
+        Q_EMIT failed(ErrorInfo{request.requestId, int(loaded.error().code), qs(loaded.error().detail)});
+        return;
+    }
+    m_model = std::move(*loaded);
+    const inference::BackendInfo& b = m_model->backendInfo();
+    ModelInfo info;
+    info.requestId = request.requestId;
+    info.path = request.path;
+    info.name = qs(m_model->name());
+    info.fingerprint = qs(m_model->fingerprint());
+    info.gpu = b.kind == inference::BackendKind::Cuda;
+    info.deviceName = qs(b.deviceName);
+    info.fallbackReason = qs(b.fallbackReason);
+    info.weightBytes = b.weightBytes;
+    info.deviceTotalBytes = b.deviceTotalBytes;
+    info.deviceFreeBytes = b.deviceFreeBytes;
+    info.contextLength = m_model->contextLength();
+    info.layerCount = m_model->config().nLayers;
+    info.templateNotice = qs(m_model->chatTemplate().notice);
+    Q_EMIT modelLoaded(info);
+    emitMemorySample(0, 0);
+}
+
+bool InferenceWorker::ensureSession(const GenerateRequest& request) {
+    if (m_session && m_sessionConversation == request.conversationId && request.history.size() >= m_missingRounds)
+        return true;
+    auto created = inference::Session::create(*m_model, sessionOptions(m_settings, *m_model));
+    if (!created) {
+        Q_EMIT failed(ErrorInfo{request.requestId, int(created.error().code), qs(created.error().detail)});
+        return false;
+    }
+    m_session = std::move(*created);
+    m_sessionConversation = request.conversationId;
+    m_missingRounds = int(request.history.size());
+    return true;
+}
+
+void InferenceWorker::generate(const GenerateRequest& request) {
+    if (cancelled(request.requestId))
+        return;  // stopped before it started
+    if (!m_model) {
+        Q_EMIT failed(ErrorInfo{request.requestId, int(inference::ErrorCode::FileNotFound), QStringLiteral("no model")});
+        return;
+    }
+    if (!ensureSession(request))
+        return;
+
+    // Keep the session's rounds that match the branch the user sees; drop the rest (a branch switch or an edit).
+    const std::vector<inference::RoundInfo>& rounds = m_session->rounds();
+    int kept = 0;  // history rounds the session holds, after the missing ones
+    while (m_missingRounds + kept < request.history.size() && size_t(kept + 1) < rounds.size() &&
+           qs(rounds[size_t(kept + 1)].userText) == request.history[m_missingRounds + kept].user &&
+           qs(rounds[size_t(kept + 1)].answerText) == request.history[m_missingRounds + kept].answer)
+        ++kept;
+    const bool sameQuestionNext = size_t(kept + 2) == rounds.size() &&
+                                  qs(rounds.back().userText) == request.userText;
+    const bool regenerate = request.regenerate && sameQuestionNext &&
+                            m_missingRounds + kept == request.history.size();
+    if (!regenerate && size_t(kept + 1) < rounds.size()) {
+        if (inference::Status st = m_session->truncate(kept + 1); !st) {
+            Q_EMIT failed(ErrorInfo{request.requestId, int(st.error().code), qs(st.error().detail)});
+            return;
+        }
+    }
+
+    const quint64 id = request.requestId;
+    const inference::TokenCallback onPiece = [this, id](std::string_view piece) {
+        Q_EMIT tokenChunk(TokenChunk{id, QString::fromUtf8(piece.data(), qsizetype(piece.size()))});
+        return !cancelled(id);
+    };
+    auto result = regenerate ? m_session->regenerate(onPiece) : m_session->send(request.userText.toStdString(), onPiece);
+    if (!result) {
+        Q_EMIT failed(ErrorInfo{id, int(result.error().code), qs(result.error().detail)});
+        return;
+    }
+    const inference::GenerationResult& r = *result;
+    const inference::ContextUsage usage = m_session->contextUsage();
+    GenerationDone done;
+    done.requestId = id;
+    done.text = qs(r.text);
+    done.stopReason = StopReason(int(r.stopReason));
+    done.round = int(m_session->rounds().size()) - 1 + m_missingRounds;
+    done.promptTokens = r.promptTokens;
+    done.usedTokens = usage.usedTokens;
+    done.contextLength = usage.contextLength;
+    done.tokensPerSecond = r.tokensPerSecond;
+    done.missingHistory = m_missingRounds > 0;
+    const inference::RecallReport& rep = r.recall;
+    done.recall.valid = true;
+    done.recall.roundAttention = rep.mode == inference::KvMode::RoundAttention;
+    done.recall.roundsTotal = std::max(0, rep.roundsTotal - 1) + m_missingRounds;
+    QList<std::pair<int, double>> recalled;
+    for (const inference::RecalledRound& rr : rep.recalled)
+        if (rr.round > 0)  // round 0 (the system prompt) is always there; the badge names conversation rounds
+            recalled.append({rr.round + m_missingRounds, rr.score});
+    std::sort(recalled.begin(), recalled.end());
+    for (const auto& [round, score] : recalled) {
+        done.recall.recalledRounds.append(round);
+        done.recallScores.append(score);
+    }
+    done.recall.kvBytesInVram = rep.kvBytesInVram;
+    done.recall.kvBytesFull = rep.kvBytesFull;
+    done.recall.tokensPerSecond = r.tokensPerSecond;
+    done.bytesCopiedFromHost = rep.bytesCopiedFromHost;
+    done.selectMs = rep.selectMs;
+    done.copyMs = rep.copyMs;
+    Q_EMIT generationDone(done);
+    emitMemorySample(rep.kvBytesInVram, rep.bytesCopiedFromHost);
+}
+
+void InferenceWorker::emitMemorySample(quint64 kvInVram, quint64 recalledKv) {
+    const inference::BackendInfo& b = m_model->backendInfo();
+    if (b.kind != inference::BackendKind::Cuda)
+        return;  // the GUI samples host memory itself
+    ui::MemorySample s;
+    s.gpu = true;
+    s.deviceName = qs(b.deviceName);
+    s.totalBytes = b.deviceTotalBytes;
+    s.weightBytes = b.weightBytes;
+    s.recalledKvBytes = std::min(recalledKv, kvInVram);
+    s.residentKvBytes = kvInVram - s.recalledKvBytes;
+    // BackendInfo's free figure is from load time; the KV allocated since then comes off it.
+    s.freeBytes = b.deviceFreeBytes > kvInVram ? b.deviceFreeBytes - kvInVram : 0;
+    Q_EMIT memorySample(s);
+}
+
+}  // namespace app

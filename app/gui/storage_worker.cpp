@@ -1,0 +1,294 @@
+#include "storage_worker.h"
+
+#include "storage/chat_store.h"
+#include "storage/database.h"
+#include "storage/export.h"
+#include "storage/kv_store.h"
+
+#include <QFile>
+
+namespace app {
+
+namespace {
+
+constexpr int64_t kTrashKeepMs = 7LL * 24 * 3600 * 1000;  // deleted conversations stay in the trash a week
+constexpr size_t kSavedIdsKept = 256;
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+ui::ConversationInfo toInfo(const storage::Conversation& c) {
+    ui::ConversationInfo info;
+    info.id = c.id;
+    info.title = qs(c.title);
+    info.pinned = c.pinned;
+    info.updated = QDateTime::fromMSecsSinceEpoch(c.updatedAtMs, Qt::UTC);
+    return info;
+}
+
+ui::MessageRole toRole(storage::Role r) { return ui::MessageRole(int(r)); }
+
+}  // namespace
+
+StorageWorker::StorageWorker() = default;
+StorageWorker::~StorageWorker() = default;
+
+void StorageWorker::fail(quint64 requestId, int code, const std::string& detail) {
+    Q_EMIT failed(ErrorInfo{requestId, code, qs(detail)});
+}
+
+bool StorageWorker::ready(quint64 requestId) {
+    if (m_chats)
+        return true;
+    fail(requestId, int(storage::ErrorCode::DatabaseError), "the database is not open");
+    return false;
+}
+
+void StorageWorker::open(quint64 requestId, const QString& path) {
+    auto db = storage::Database::open(path.toStdString());
+    if (!db) {
+        fail(requestId, int(db.error().code), db.error().detail);
+        return;
+    }
+    m_db = std::make_unique<storage::Database>(std::move(*db));
+    m_chats = std::make_unique<storage::ChatStore>(*m_db);
+    m_kv = std::make_unique<storage::KvStore>(*m_db);
+    if (auto purged = m_chats->purgeDeleted(storage::Database::nowMs() - kTrashKeepMs); !purged)
+        fail(0, int(purged.error().code), purged.error().detail);
+    const storage::OpenReport& report = m_db->openReport();
+    Q_EMIT opened(requestId, report.recoveredFromCorruption, qs(report.quarantinedPath));
+}
+
+void StorageWorker::listConversations(quint64 requestId) {
+    if (!ready(requestId))
+        return;
+    auto list = m_chats->listConversations();
+    if (!list) {
+        fail(requestId, int(list.error().code), list.error().detail);
+        return;
+    }
+    std::unordered_map<int64_t, int64_t> kvBytes;
+    if (auto usage = m_kv->kvBytesPerConversation())
+        for (const storage::ConversationKvUsage& u : *usage)
+            kvBytes[u.conversationId] = u.bytes;
+    QList<ui::ConversationInfo> out;
+    for (const storage::Conversation& c : *list) {
+        ui::ConversationInfo info = toInfo(c);
+        info.kvBytes = quint64(kvBytes[c.id]);
+        if (auto path = m_chats->activePath(c.id))
+            info.messageCount = int(path->size());
+        out.append(info);
+    }
+    Q_EMIT conversationsListed(requestId, out);
+}
+
+void StorageWorker::emitConversation(quint64 requestId, qint64 conversationId) {
+    auto c = m_chats->conversation(conversationId);
+    if (!c) {
+        fail(requestId, int(c.error().code), c.error().detail);
+        return;
+    }
+    ui::ConversationInfo info = toInfo(*c);
+    if (auto path = m_chats->activePath(conversationId))
+        info.messageCount = int(path->size());
+    Q_EMIT conversationChanged(requestId, info);
+}
+
+void StorageWorker::createConversation(quint64 requestId, const QString& title, const QString& systemPrompt) {
+    if (!ready(requestId))
+        return;
+    storage::Conversation c;
+    c.title = title.toStdString();
+    c.systemPrompt = systemPrompt.toStdString();
+    auto id = m_chats->createConversation(c);
+    if (!id) {
+        fail(requestId, int(id.error().code), id.error().detail);
+        return;
+    }
+    emitConversation(requestId, *id);
+}
+
+void StorageWorker::renameConversation(quint64 requestId, qint64 conversationId, const QString& title) {
+    if (!ready(requestId))
+        return;
+    if (auto st = m_chats->renameConversation(conversationId, title.toStdString()); !st)
+        return fail(requestId, int(st.error().code), st.error().detail);
+    emitConversation(requestId, conversationId);
+}
+
+void StorageWorker::setPinned(quint64 requestId, qint64 conversationId, bool pinned) {
+    if (!ready(requestId))
+        return;
+    if (auto st = m_chats->setPinned(conversationId, pinned); !st)
+        return fail(requestId, int(st.error().code), st.error().detail);
+    emitConversation(requestId, conversationId);
+}
+
+void StorageWorker::deleteConversation(quint64 requestId, qint64 conversationId) {
+    if (!ready(requestId))
+        return;
+    if (auto st = m_chats->deleteConversation(conversationId); !st)
+        fail(requestId, int(st.error().code), st.error().detail);
+}
+
+void StorageWorker::restoreConversation(quint64 requestId, qint64 conversationId) {
+    if (!ready(requestId))
+        return;
+    if (auto st = m_chats->restoreConversation(conversationId); !st)
+        return fail(requestId, int(st.error().code), st.error().detail);
+    emitConversation(requestId, conversationId);
+}
+
+void StorageWorker::loadMessages(quint64 requestId, qint64 conversationId) {
+    if (!ready(requestId))
+        return;
+    auto path = m_chats->activePath(conversationId);
+    if (!path) {
+        fail(requestId, int(path.error().code), path.error().detail);
+        return;
+    }
+    ConversationMessages out{requestId, conversationId, {}};
+    int round = 0;
+    for (const storage::Message& m : *path) {
+        if (m.role == storage::Role::System)
+            continue;
+        if (m.role == storage::Role::User)
+            ++round;
+        ui::MessageData d;
+        d.id = m.id;
+        d.parentId = m.parentId;
+        d.role = toRole(m.role);
+        d.text = qs(m.text);
+        d.round = round;
+        if (auto sibs = m_chats->siblings(m.id); sibs && sibs->size() > 1) {
+            d.branchCount = int(sibs->size());
+            for (size_t i = 0; i < sibs->size(); ++i)
+                if ((*sibs)[i].id == m.id)
+                    d.branchIndex = int(i);
+        }
+        if (m.role == storage::Role::Assistant) {
+            if (auto log = m_chats->recallLog(m.id); log && !log->empty()) {
+                const storage::RecallLogEntry& e = log->back();
+                d.recall.valid = true;
+                d.recall.roundAttention = e.vramKvBytes < e.fullKvBytes;
+                d.recall.roundsTotal = round - 1;
+                for (const storage::RecalledRound& rr : e.rounds)
+                    d.recall.recalledRounds.append(rr.roundIndex);
+                d.recall.kvBytesInVram = quint64(e.vramKvBytes);
+                d.recall.kvBytesFull = quint64(e.fullKvBytes);
+            }
+        }
+        out.messages.append(d);
+    }
+    Q_EMIT messagesLoaded(out);
+}
+
+void StorageWorker::appendMessage(quint64 requestId, qint64 conversationId, const ui::MessageData& message,
+                                  quint64 parentRequestId, const QList<double>& recallScores) {
+    if (!ready(requestId))
+        return;
+    storage::Message m;
+    m.conversationId = conversationId;
+    m.parentId = message.parentId;
+    if (m.parentId == 0 && parentRequestId != 0) {
+        const auto it = m_savedIds.find(parentRequestId);
+        if (it == m_savedIds.end())
+            return fail(requestId, int(storage::ErrorCode::DatabaseError), "the question of this answer was not saved");
+        m.parentId = it->second;
+    }
+    m.role = storage::Role(int(message.role));
+    m.text = message.text.toStdString();
+    auto id = m_chats->appendMessage(m);
+    if (!id) {
+        fail(requestId, int(id.error().code), id.error().detail);
+        return;
+    }
+    if (m_savedIds.size() > kSavedIdsKept)
+        m_savedIds.clear();  // parents are looked up within a few requests; old entries are never needed
+    m_savedIds[requestId] = *id;
+    if (message.recall.valid) {
+        storage::RecallLogEntry e;
+        e.messageId = *id;
+        for (int i = 0; i < message.recall.recalledRounds.size(); ++i)
+            e.rounds.push_back({message.recall.recalledRounds[i], i < recallScores.size() ? recallScores[i] : 0.0});
+        e.vramKvBytes = int64_t(message.recall.kvBytesInVram);
+        e.fullKvBytes = int64_t(message.recall.kvBytesFull);
+        if (auto logged = m_chats->addRecallLog(e); !logged)
+            fail(0, int(logged.error().code), logged.error().detail);
+    }
+    ui::MessageData saved = message;
+    saved.id = *id;
+    saved.parentId = m.parentId;
+    Q_EMIT messageSaved(MessageSaved{requestId, conversationId, saved});
+    emitConversation(0, conversationId);
+}
+
+void StorageWorker::switchBranch(quint64 requestId, qint64 messageId, int delta) {
+    if (!ready(requestId))
+        return;
+    auto sibs = m_chats->siblings(messageId);
+    auto msg = m_chats->message(messageId);
+    if (!sibs || !msg)
+        return fail(requestId, int(storage::ErrorCode::DatabaseError), "message not found");
+    int index = 0;
+    for (size_t i = 0; i < sibs->size(); ++i)
+        if ((*sibs)[i].id == messageId)
+            index = int(i);
+    const int target = std::clamp(index + delta, 0, int(sibs->size()) - 1);
+    if (auto st = m_chats->switchBranch((*sibs)[size_t(target)].id); !st)
+        return fail(requestId, int(st.error().code), st.error().detail);
+    loadMessages(requestId, msg->conversationId);
+}
+
+void StorageWorker::search(quint64 requestId, const QString& query) {
+    if (!ready(requestId))
+        return;
+    SearchResults out{requestId, query, {}};
+    if (!query.trimmed().isEmpty()) {
+        storage::SearchOptions options;
+        options.highlightOpen = std::string(1, char(ui::kSnippetOpen.unicode()));
+        options.highlightClose = std::string(1, char(ui::kSnippetClose.unicode()));
+        auto hits = m_chats->search(query.toStdString(), options);
+        if (!hits)
+            return fail(requestId, int(hits.error().code), hits.error().detail);
+        for (const storage::SearchHit& h : *hits)
+            out.hits.append(ui::SearchHit{h.conversationId, h.messageId, qs(h.conversationTitle), qs(h.snippet)});
+    }
+    Q_EMIT searchResults(out);
+}
+
+void StorageWorker::exportConversation(quint64 requestId, qint64 conversationId, bool json, const QString& path) {
+    if (!ready(requestId))
+        return;
+    auto text = json ? storage::exportJson(*m_chats, conversationId) : storage::exportMarkdown(*m_chats, conversationId);
+    if (!text)
+        return fail(requestId, int(text.error().code), text.error().detail);
+    QFile f(path);
+    if (!f.open(QIODevice::WriteOnly) || f.write(text->data(), qint64(text->size())) != qint64(text->size()))
+        return fail(requestId, int(storage::ErrorCode::IoError), f.errorString().toStdString());
+    Q_EMIT exported(ExportResult{requestId, path});
+}
+
+void StorageWorker::importConversation(quint64 requestId, const QString& path) {
+    if (!ready(requestId))
+        return;
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly))
+        return fail(requestId, int(storage::ErrorCode::FileNotFound), f.errorString().toStdString());
+    const QByteArray data = f.readAll();
+    auto id = storage::importJson(*m_chats, std::string_view(data.constData(), size_t(data.size())));
+    if (!id)
+        return fail(requestId, int(id.error().code == storage::ErrorCode::InvalidArgument ? storage::ErrorCode::CorruptFile
+                                                                                          : id.error().code),
+                    id.error().detail);
+    emitConversation(requestId, *id);
+}
+
+void StorageWorker::freeKv(quint64 requestId, qint64 conversationId) {
+    if (!ready(requestId))
+        return;
+    if (auto freed = m_kv->freeKv(conversationId); !freed)
+        return fail(requestId, int(freed.error().code), freed.error().detail);
+    listConversations(requestId);
+}
+
+}  // namespace app

@@ -1,0 +1,69 @@
+// Owns the database connection and the stores; lives on the storage thread (parentless, moved there by
+// StorageController). Slots take a requestId that the reply echoes; replies and errors are queued signals with value
+// types. Every write is one storage call, committed before the reply: a crash loses nothing that was acknowledged.
+#pragma once
+
+#include "worker_types.h"
+
+#include <QObject>
+
+#include <memory>
+#include <unordered_map>
+
+namespace storage {
+class ChatStore;
+class Database;
+class KvStore;
+}  // namespace storage
+
+namespace app {
+
+class StorageWorker : public QObject {
+    Q_OBJECT
+public:
+    StorageWorker();
+    ~StorageWorker() override;
+
+public Q_SLOTS:
+    void open(quint64 requestId, const QString& path);
+    void listConversations(quint64 requestId);
+    void createConversation(quint64 requestId, const QString& title, const QString& systemPrompt);
+    void renameConversation(quint64 requestId, qint64 conversationId, const QString& title);
+    void setPinned(quint64 requestId, qint64 conversationId, bool pinned);
+    void deleteConversation(quint64 requestId, qint64 conversationId);
+    void restoreConversation(quint64 requestId, qint64 conversationId);
+    void loadMessages(quint64 requestId, qint64 conversationId);
+    // parentRequestId: when message.parentId is 0, the parent is the message saved by that earlier request (the user
+    // message of an answer whose save reply has not reached the GUI yet). recallScores: parallel to
+    // message.recall.recalledRounds; a valid recall badge is written to the recall log.
+    void appendMessage(quint64 requestId, qint64 conversationId, const ui::MessageData& message,
+                       quint64 parentRequestId, const QList<double>& recallScores);
+    void switchBranch(quint64 requestId, qint64 messageId, int delta);
+    void search(quint64 requestId, const QString& query);
+    void exportConversation(quint64 requestId, qint64 conversationId, bool json, const QString& path);
+    void importConversation(quint64 requestId, const QString& path);
+    void freeKv(quint64 requestId, qint64 conversationId);
+
+Q_SIGNALS:
+    // recovered: the file was damaged and moved to quarantinedPath; a fresh database was started.
+    void opened(quint64 requestId, bool recovered, const QString& quarantinedPath);
+    void conversationsListed(quint64 requestId, const QList<ui::ConversationInfo>& conversations);
+    void conversationChanged(quint64 requestId, const ui::ConversationInfo& conversation);
+    void messagesLoaded(const app::ConversationMessages& messages);
+    void messageSaved(const app::MessageSaved& saved);
+    void searchResults(const app::SearchResults& results);
+    void exported(const app::ExportResult& result);
+    void failed(const app::ErrorInfo& error);
+
+private:
+    bool ready(quint64 requestId);
+    void fail(quint64 requestId, int code, const std::string& detail);
+    void emitConversation(quint64 requestId, qint64 conversationId);
+
+    std::unique_ptr<storage::Database> m_db;
+    std::unique_ptr<storage::ChatStore> m_chats;  // borrow m_db; declared after it
+    std::unique_ptr<storage::KvStore> m_kv;
+    std::unordered_map<quint64, qint64> m_savedIds;  // requestId -> message id, for parentRequestId
+};
+
+}  // namespace app
