@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command GPU benchmark against llama.cpp, for the device machine (run from the repository root, carrying .peer
-# and .device). Stages, run in this order; name some of them to run only those (e.g. two calls of under 10 minutes:
+# and .device from tools/gpu/prepare.sh). Stages, run in this order; name some of them to run only those (e.g. two calls of under 10 minutes:
 # "build models", then "bench"):
 #   build   RoundChat without the UI for sm_90 into $RC_BUILD (Debian libs from .device/debs unpacked into
 #           /tmp/prefix), and llama.cpp's llama-bench/llama-quantize into /tmp/peer (bash .peer/peer_build.sh)
@@ -21,7 +21,6 @@ WORK=${WORK:-/tmp/gpu-bench-work}
 RC_BUILD=${RC_BUILD:-/tmp/rc-build}
 PEER=${PEER:-/tmp/peer}
 MODELS=${MODELS:-/tmp/models}
-prefix=/tmp/prefix
 stages=()
 with7b=0
 peak_bw=3.0e12
@@ -61,8 +60,7 @@ collect_logs() {
 trap collect_logs EXIT
 echo "gpu_bench.sh: stages ${stages[*]} at $(date -u +%FT%TZ) on $(hostname)"
 
-lib=$prefix/usr/lib/x86_64-linux-gnu
-export LD_LIBRARY_PATH=$lib:${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=/tmp/prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 
 # Runs "$@" as a stage named $1, printing its wall time.
 stage() {
@@ -73,21 +71,8 @@ stage() {
     echo "=== stage $name done in $((SECONDS - t0)) s"
 }
 
-unpack_debs() {
-    [ -d $prefix ] && return 0
-    mkdir -p $prefix
-    for d in .device/debs/*.deb; do dpkg -x "$d" $prefix || return 1; done
-}
-
 build_ours() {
-    unpack_debs
-    # CMake < 3.26 lacks the CUDA20 dialect flags for nvcc, hence the two CUDA20 options.
-    PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$prefix \
-    cmake -S . -B "$RC_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DROUNDCHAT_BUILD_UI=OFF -DROUNDCHAT_BUILD_TESTS=OFF \
-        -DROUNDCHAT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$prefix/usr" \
-        -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 \
-        -DSQLite3_INCLUDE_DIR=$prefix/usr/include -DSQLite3_LIBRARY=$lib/libsqlite3.so \
-        -DROUNDCHAT_SHARED_DIR="$PWD/.device/shared" >"$WORK/logs/rc-cmake.log" 2>&1 \
+    tools/gpu/configure.sh "$RC_BUILD" -DROUNDCHAT_BUILD_TESTS=OFF >"$WORK/logs/rc-cmake.log" 2>&1 \
         || { tail -40 "$WORK/logs/rc-cmake.log"; return 1; }
     cmake --build "$RC_BUILD" -j"$(nproc)" --target roundchat-bench roundchat-mkmodel >"$WORK/logs/rc-build.log" 2>&1 \
         || { grep -E "error|FAILED" "$WORK/logs/rc-build.log" | head -40; return 1; }
