@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds everything but the UI into /tmp/rc-test and runs ctest there with the given arguments
-# (default: the `gpu` tests; pass nothing but -LE ui for the whole suite). The log goes to $OUT/gpu_tests.log when
+# (default: -L gpu, the tests that need the GPU). The log goes to $OUT/gpu_tests.log when
 # the device tool's OUT is set.
 set -euo pipefail
 args=("$@")
