@@ -86,6 +86,9 @@ public:
 // Runs a whole batch over every round: begin + runLayers(0, nLayers, all rounds).
 Status forwardAll(BackendContext& ctx, const ForwardBatch& batch, int nLayers);
 
+// What every BackendContext::begin checks first: a non-empty batch of ids inside the vocabulary.
+Status validateBatch(const ForwardBatch& batch, int nVocab);
+
 // `weights` borrow from the GgufFile; the file (and `config`) must outlive the backend.
 Result<std::unique_ptr<Backend>> createCpuBackend(const ModelConfig& config, const ModelWeights& weights,
                                                   const BackendOptions& options);

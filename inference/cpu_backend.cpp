@@ -37,6 +37,15 @@ Result<std::unique_ptr<Backend>> createCpuBackend(const ModelConfig& config, con
     return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(config, weights, options.threads));
 }
 
+Status validateBatch(const ForwardBatch& batch, int nVocab) {
+    if (batch.tokens.empty())
+        return makeError(ErrorCode::InvalidArgument, "empty batch");
+    for (int32_t t : batch.tokens)
+        if (t < 0 || t >= nVocab)
+            return makeError(ErrorCode::InvalidArgument, "token id " + std::to_string(t) + " outside the vocabulary");
+    return {};
+}
+
 Status forwardAll(BackendContext& ctx, const ForwardBatch& batch, int nLayers) {
     RC_TRY(ctx.begin(batch));
     return ctx.runLayers(0, nLayers, KvView{});
@@ -54,11 +63,7 @@ Status CpuContext::begin(const ForwardBatch& batch) {
     m_nextLayer = -1;
     m_logitsReady = false;
     const int n = static_cast<int>(batch.tokens.size());
-    if (n == 0)
-        return makeError(ErrorCode::InvalidArgument, "empty batch");
-    for (int32_t t : batch.tokens)
-        if (t < 0 || t >= m_config.nVocab)
-            return makeError(ErrorCode::InvalidArgument, "token id " + std::to_string(t) + " outside the vocabulary");
+    RC_TRY(validateBatch(batch, m_config.nVocab));
     RC_TRY(m_cache.reserve(n));
     const KvRoundTable& table = m_cache.table();
     const size_t dim = static_cast<size_t>(m_config.dim);

@@ -378,11 +378,7 @@ Status CudaContext::begin(const ForwardBatch& batch) {
     m_nextLayer = -1;
     m_logitsReady = false;
     const int n = static_cast<int>(batch.tokens.size());
-    if (n == 0)
-        return makeError(ErrorCode::InvalidArgument, "empty batch");
-    for (int32_t t : batch.tokens)
-        if (t < 0 || t >= m_c.nVocab)
-            return makeError(ErrorCode::InvalidArgument, "token id " + std::to_string(t) + " outside the vocabulary");
+    RC_TRY(validateBatch(batch, m_c.nVocab));
     RC_TRY(m_table.checkAppend(n));
     if (static_cast<int>(m_free.size()) < n)
         return makeError(ErrorCode::ContextFull, "no free KV slots for " + std::to_string(n) + " tokens");
