@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "inference/round_attention.h"
+
 namespace inference {
 
 // ---- StopStringFilter ----
@@ -115,7 +117,7 @@ Result<DecodeOutcome> decodeLoop(BackendContext& ctx, const Tokenizer& tokenizer
         const int32_t one[1] = {token};
         ForwardBatch batch;
         batch.tokens = one;
-        RC_TRY(forwardAll(ctx, batch, settings.nLayers));
+        RC_TRY(settings.rounds ? settings.rounds->forward(ctx, batch) : forwardAll(ctx, batch, settings.nLayers));
         out.fed.push_back(token);
         history.push_back(token);
     }

@@ -15,6 +15,8 @@
 
 namespace inference {
 
+class RoundAttention;  // inference/round_attention.h
+
 // Streams text while holding back any tail that could be the start of a stop string, so a stop string is never
 // emitted, not even in part.
 class StopStringFilter {
@@ -39,6 +41,7 @@ struct DecodeSettings {
     bool stopAtEos = true;  // EOS ends generation (and so do control tokens that spell a stop)
     std::vector<std::string> stopStrings;
     const std::atomic<bool>* cancel = nullptr;  // non-owning; checked between tokens
+    RoundAttention* rounds = nullptr;           // non-owning; null: full forward
 };
 
 struct DecodeOutcome {

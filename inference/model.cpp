@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "backend.h"
+#include "sha256.h"
 
 namespace inference {
 
@@ -15,6 +16,27 @@ bool reportProgress(const LoadOptions& options, float value) {
 
 Error cancelled() {
     return makeError(ErrorCode::Cancelled, "model load cancelled");
+}
+
+// Model::templateHash(). Every field is length-prefixed or fixed-size, so distinct inputs never hash alike by
+// concatenation.
+std::string hashTemplateAndVocab(std::string_view templateSource, const VocabSpec& vocab) {
+    Sha256 sha;
+    auto putU64 = [&](uint64_t v) { sha.update(&v, sizeof v); };
+    auto putText = [&](std::string_view text) {
+        putU64(text.size());
+        sha.update(text.data(), text.size());
+    };
+    putText(templateSource);
+    putU64(vocab.pieces.size());
+    for (const std::string& piece : vocab.pieces) putText(piece);
+    putU64(vocab.scores.size());
+    sha.update(vocab.scores.data(), vocab.scores.size() * sizeof(float));
+    putU64(vocab.types.size());
+    sha.update(vocab.types.data(), vocab.types.size() * sizeof(int32_t));
+    for (int32_t id : {vocab.bos, vocab.eos, vocab.unk, vocab.pad}) sha.update(&id, sizeof id);
+    for (bool flag : {vocab.addBos, vocab.addSpacePrefix}) putU64(flag ? 1 : 0);
+    return sha.finishHex();
 }
 
 }  // namespace
@@ -82,6 +104,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
         return weights.error();
     model->m_weights = std::move(*weights);
     model->m_fingerprint = model->m_file.fingerprint();
+    model->m_templateHash = hashTemplateAndVocab(model->m_template.tmpl.source(), *vocab);
     model->m_name =
         model->m_config.name.empty() ? std::filesystem::path(path).filename().string() : model->m_config.name;
     model->m_contextLength = options.contextLength > 0 ? options.contextLength : model->m_config.contextLength;

@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "generation.h"
 #include "inference/model.h"
+#include "inference/round_attention.h"
 #include "inference/session.h"
 
 namespace inference {
@@ -29,7 +30,11 @@ size_t commonPrefix(std::span<const int32_t> a, std::span<const int32_t> b) {
 class ChatSession final : public Session {
 public:
     ChatSession(const Model& model, SessionOptions options, std::unique_ptr<BackendContext> ctx)
-        : m_model(model), m_options(std::move(options)), m_ctx(std::move(ctx)), m_sampler(m_options.sampler) {}
+        : m_model(model),
+          m_options(std::move(options)),
+          m_ctx(std::move(ctx)),
+          m_sampler(m_options.sampler),
+          m_roundAttention(model.config(), m_options.rounds) {}
 
     Result<GenerationResult> send(std::string_view userText, const TokenCallback& onPiece) override {
         RoundInfo round;
@@ -52,6 +57,46 @@ public:
                                                              std::to_string(m_rounds.size()) + " rounds");
         RC_TRY(m_ctx->keepRounds(keepRounds));
         m_rounds.resize(static_cast<size_t>(keepRounds));
+        m_roundAttention.reset();
+        return {};
+    }
+
+    Status appendRound(std::string_view userText, std::string_view answerText) override {
+        RoundInfo round;
+        round.index = std::max(1, static_cast<int>(m_rounds.size()));
+        round.userText = std::string(userText);
+        round.answerText = std::string(answerText);
+        Result<int> prefilled = prefillThrough(round);
+        if (!prefilled)
+            return prefilled.error();
+        return {};
+    }
+
+    Status prefillSystemPrompt() override {
+        if (!m_rounds.empty())
+            return makeError(ErrorCode::InvalidArgument, "the system prompt is prefilled only into an empty session");
+        // The tokens a send() would place in round 0 (see roundStart): the system prompt's rendering, or BOS alone.
+        const std::vector<ChatMessage> system = messages(1, nullptr);
+        std::vector<int32_t> tokens;
+        if (!system.empty()) {
+            Result<std::vector<int32_t>> ids = renderTokens(system, false);
+            if (!ids)
+                return ids.error();
+            tokens = std::move(*ids);
+        } else if (m_model.tokenizer().addBosByDefault() && m_model.tokenizer().bos() >= 0) {
+            tokens.push_back(m_model.tokenizer().bos());
+        }
+        RC_TRY(m_ctx->beginRound());
+        RoundInfo info;
+        info.firstPosition = m_ctx->rounds().round(0).firstPosition;
+        m_rounds.push_back(std::move(info));
+        if (Status st = m_roundAttention.prefill(*m_ctx, tokens); !st) {
+            (void)m_ctx->keepRounds(0);  // leave the session empty, as it was
+            m_rounds.clear();
+            m_roundAttention.reset();
+            return st;
+        }
+        m_rounds.back().tokens = std::move(tokens);
         return {};
     }
 
@@ -68,6 +113,7 @@ public:
     Status setOptions(SessionOptions options) override {
         m_options = std::move(options);
         m_sampler = Sampler(m_options.sampler);
+        m_roundAttention.setOptions(m_options.rounds);
         return {};  // a changed system prompt is reconciled by the next send (round 0 is re-prefilled)
     }
 
@@ -86,17 +132,25 @@ public:
         if (info.index != static_cast<int>(m_rounds.size()) || snapshot.round != info.index)
             return makeError(ErrorCode::InvalidArgument,
                              "rounds must be restored in order: expected round " + std::to_string(m_rounds.size()));
-        if (snapshot.tokenCount != static_cast<int>(info.tokens.size()))
+        RoundInfo round = info;
+        if (round.tokens.empty() && round.index >= 1) {
+            Result<std::vector<int32_t>> tokens = renderRound(round);
+            if (!tokens)
+                return tokens.error();
+            round.tokens = std::move(*tokens);
+        }
+        if (snapshot.tokenCount != static_cast<int>(round.tokens.size()))
             return makeError(ErrorCode::Mismatch, "KV snapshot has " + std::to_string(snapshot.tokenCount) +
-                                                      " tokens, the round " + std::to_string(info.tokens.size()));
-        RC_TRY(m_ctx->importRound(snapshot, info.firstPosition));
-        m_rounds.push_back(info);
+                                                      " tokens, the round " + std::to_string(round.tokens.size()));
+        RC_TRY(m_ctx->importRound(snapshot, round.firstPosition));
+        m_rounds.push_back(std::move(round));
+        m_roundAttention.reset();
         return {};
     }
 
 private:
     // The conversation as chat messages: the system prompt, then rounds [1, upTo) (user + answer), then `pending`
-    // (a user message without answer) when given.
+    // when given: its user message, and its answer when it has one (appendRound).
     std::vector<ChatMessage> messages(int upTo, const RoundInfo* pending) const {
         std::vector<ChatMessage> out;
         if (!m_options.systemPrompt.empty())
@@ -105,8 +159,11 @@ private:
             out.push_back({"user", m_rounds[static_cast<size_t>(r)].userText});
             out.push_back({"assistant", m_rounds[static_cast<size_t>(r)].answerText});
         }
-        if (pending)
+        if (pending) {
             out.push_back({"user", pending->userText});
+            if (!pending->answerText.empty())
+                out.push_back({"assistant", pending->answerText});
+        }
         return out;
     }
 
@@ -138,6 +195,16 @@ private:
         return ids ? std::max(bosOnly, commonPrefix(*ids, full)) : bosOnly;
     }
 
+    // The tokens of an answered round (rounds before it in place) as send() leaves them: its part of the rendered
+    // conversation, end-of-turn text included (answer() closes every round).
+    Result<std::vector<int32_t>> renderRound(const RoundInfo& round) const {
+        Result<std::vector<int32_t>> full = renderTokens(messages(round.index, &round), round.answerText.empty());
+        if (!full)
+            return full.error();
+        const auto start = static_cast<std::ptrdiff_t>(roundStart(round.index, *full));
+        return std::vector<int32_t>(full->begin() + start, full->end());
+    }
+
     // Trims the cache to the longest prefix that agrees with `full` round by round (round k of the target spans
     // [starts[k], starts[k + 1])), so that only the rest needs prefilling. Returns the token index to feed from.
     size_t reuseCache(const std::vector<int32_t>& full, const std::vector<size_t>& starts) {
@@ -161,8 +228,11 @@ private:
 
     // Keeps rounds [0, keep) with the last one cut to end at token index p.
     size_t trimTo(int keep, size_t p, const std::vector<size_t>& starts) {
-        (void)m_ctx->keepRounds(keep);
-        m_rounds.resize(static_cast<size_t>(keep));
+        if (keep < static_cast<int>(m_rounds.size())) {
+            (void)m_ctx->keepRounds(keep);
+            m_rounds.resize(static_cast<size_t>(keep));
+            m_roundAttention.reset();  // the rounds it tracked are gone
+        }
         if (keep == 0)
             return 0;
         RoundInfo& last = m_rounds.back();
@@ -174,10 +244,11 @@ private:
         return p;
     }
 
-    Result<GenerationResult> answer(RoundInfo round, const TokenCallback& onPiece) {
-        m_cancel.store(false);
-        const int n = round.index;  // the round being answered
-        Result<std::vector<int32_t>> full = renderTokens(messages(n, &round), true);
+    // Renders the conversation up to and including `round` (with the generation prompt when it has no answer yet),
+    // reuses the cached prefix and prefills the rest round by round. Returns the number of tokens prefilled.
+    Result<int> prefillThrough(const RoundInfo& round) {
+        const int n = round.index;
+        Result<std::vector<int32_t>> full = renderTokens(messages(n, &round), round.answerText.empty());
         if (!full)
             return full.error();
         if (full->empty())
@@ -195,8 +266,6 @@ private:
         const std::vector<RoundInfo> before = m_rounds;  // texts of rounds that trimming may drop
         const size_t from = reuseCache(*full, starts);
         // Feed round by round from the first token that is not cached.
-        const auto prefillStart = Clock::now();
-        const int nLayers = m_model.config().nLayers;
         int promptTokens = 0;
         for (int k = std::max(0, static_cast<int>(m_rounds.size()) - 1); k <= n; ++k) {
             if (k >= static_cast<int>(m_rounds.size())) {
@@ -214,25 +283,41 @@ private:
             if (begin >= end)
                 continue;
             const std::span<const int32_t> chunk = std::span(*full).subspan(begin, end - begin);
-            RC_TRY(prefill(*m_ctx, chunk, nLayers, k == n));
+            RC_TRY(m_roundAttention.prefill(*m_ctx, chunk));
             RoundInfo& info = m_rounds[static_cast<size_t>(k)];
             info.tokens.insert(info.tokens.end(), chunk.begin(), chunk.end());
             promptTokens += static_cast<int>(chunk.size());
         }
+        return promptTokens;
+    }
+
+    Result<GenerationResult> answer(RoundInfo round, const TokenCallback& onPiece) {
+        m_cancel.store(false);
+        const auto prefillStart = Clock::now();
+        Result<int> promptTokens = prefillThrough(round);
+        if (!promptTokens)
+            return promptTokens.error();
         GenerationResult result;
-        result.promptTokens = promptTokens;
+        result.promptTokens = *promptTokens;
         result.prefillMs = msSince(prefillStart);
-        result.recall = recallReport(n);
+        if (m_options.recordFirstLogits) {
+            Result<std::span<const float>> logits = m_ctx->logits();
+            if (!logits)
+                return logits.error();
+            const auto vocab = static_cast<std::ptrdiff_t>(m_model.tokenizer().vocabSize());
+            result.firstTokenLogits.assign(logits->end() - vocab, logits->end());
+        }
 
         std::vector<int32_t> history;
         for (const RoundInfo& r : m_rounds) history.insert(history.end(), r.tokens.begin(), r.tokens.end());
         DecodeSettings settings;
-        settings.nLayers = nLayers;
+        settings.nLayers = m_model.config().nLayers;
         settings.maxNewTokens = m_options.maxNewTokens;
         settings.stopStrings = m_model.endOfTurnStrings();
         settings.stopStrings.insert(settings.stopStrings.end(), m_options.stopStrings.begin(),
                                     m_options.stopStrings.end());
         settings.cancel = &m_cancel;
+        settings.rounds = &m_roundAttention;
         Result<DecodeOutcome> out = decodeLoop(*m_ctx, m_model.tokenizer(), m_sampler, history, settings, onPiece);
         if (!out)
             return out.error();
@@ -242,38 +327,24 @@ private:
         result.text = std::move(out->text);
         result.tokens = std::move(out->tokens);
         result.stopReason = out->stopReason;
+        result.recall = m_roundAttention.report(*m_ctx);
+        // Close the round now, as the next send would: feed the answer's end-of-turn text (and re-feed any answer
+        // tokens that the template's rendering spells differently). Its KV is then final, so an exported snapshot
+        // matches the round's rendering and can be restored from the texts alone. A failure (a full context)
+        // leaves the round open; the next send closes it.
+        const RoundInfo answered = m_rounds.back();
+        (void)prefillThrough(answered);
         result.decodeMs = out->decodeMs;
         result.tokensPerSecond =
             out->decodeMs > 0.0 ? 1000.0 * static_cast<double>(result.tokens.size()) / out->decodeMs : 0.0;
         return result;
     }
 
-    // Full-KV mode: every past round is recalled; scores are the question's attention shares at the watershed.
-    RecallReport recallReport(int n) const {
-        RecallReport report;
-        report.mode = KvMode::FullKv;
-        report.roundsTotal = n;
-        const int nLayers = m_model.config().nLayers;
-        report.watershedLayer =
-            m_options.rounds.watershedLayer >= 0 ? std::min(m_options.rounds.watershedLayer, nLayers - 1) : nLayers / 2;
-        Result<std::vector<float>> scores = m_ctx->roundScores(report.watershedLayer);
-        double past = 0.0;
-        if (scores)
-            for (int r = 0; r < n && r < static_cast<int>(scores->size()); ++r)
-                past += (*scores)[static_cast<size_t>(r)];
-        for (int r = 0; r < n; ++r) {
-            const float s = scores && past > 0.0 ? static_cast<float>((*scores)[static_cast<size_t>(r)] / past) : 0.0f;
-            report.recalled.push_back(RecalledRound{r, s});
-        }
-        report.kvBytesFull = m_ctx->kvBytes(0, nLayers);
-        report.kvBytesInVram = m_model.backendInfo().kind == BackendKind::Cuda ? report.kvBytesFull : 0;
-        return report;
-    }
-
     const Model& m_model;
     SessionOptions m_options;
     std::unique_ptr<BackendContext> m_ctx;
     Sampler m_sampler;
+    RoundAttention m_roundAttention;  // runs every forward pass: full KV or Round Attention per m_options.rounds
     std::vector<RoundInfo> m_rounds;  // parallel to the KV cache's rounds
     std::atomic<bool> m_cancel{false};
 };

@@ -1,6 +1,7 @@
 // roundchat-cli: raw completion of a prompt (one-shot) or an interactive chat on stdin/stdout.
 //   roundchat-cli --model M.gguf --prompt "Once upon a time" [-n 64] [--json] [sampling flags]
 //   roundchat-cli chat --model M.gguf [--system "..."] [sampling flags]
+//   roundchat-cli calibrate --model M.gguf [--out DIR]
 #include <charconv>
 #include <cstdio>
 #include <iostream>
@@ -11,8 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "inference/calibration.h"
 #include "inference/completion.h"
 #include "inference/model.h"
+#include "inference/round_bench.h"
 #include "inference/session.h"
 
 namespace {
@@ -22,6 +25,8 @@ using namespace inference;
 constexpr const char* kUsage = R"(Usage:
   roundchat-cli --model M.gguf --prompt TEXT [options]     raw completion (no chat template, BOS added)
   roundchat-cli chat --model M.gguf [--system TEXT] [options]  interactive chat on stdin (EOF ends)
+  roundchat-cli calibrate --model M.gguf [--out DIR]       choose the Round Attention watershed layer L_w and
+                                                           store it in DIR/<fingerprint>.json (default DIR: .)
 Options:
   -n N                  tokens to generate (default 64; chat: 512)
   --temp T              temperature, <= 0 is greedy (default 0.8)
@@ -32,8 +37,11 @@ Options:
   --json                one-shot: print {"prompt_ids","ids","text","tokens_per_second"} instead of the text
 )";
 
+enum class Command { Complete, Chat, Calibrate };
+
 struct CliOptions {
-    bool chat = false;
+    Command command = Command::Complete;
+    std::string outDir = ".";
     std::string model;
     std::optional<std::string> prompt;
     std::string system;
@@ -63,7 +71,10 @@ bool parseNumber(std::string_view s, T& out) {
 std::optional<std::string> parseArgs(int argc, char** argv, CliOptions& o) {
     int i = 1;
     if (i < argc && std::string_view(argv[i]) == "chat") {
-        o.chat = true;
+        o.command = Command::Chat;
+        ++i;
+    } else if (i < argc && std::string_view(argv[i]) == "calibrate") {
+        o.command = Command::Calibrate;
         ++i;
     }
     for (; i < argc; ++i) {
@@ -84,6 +95,8 @@ std::optional<std::string> parseArgs(int argc, char** argv, CliOptions& o) {
             o.prompt = std::string(val);
         else if (arg == "--system")
             o.system = val;
+        else if (arg == "--out")
+            o.outDir = val;
         else if (arg == "-n")
             ok = parseNumber(val, o.maxTokens);
         else if (arg == "--temp")
@@ -118,7 +131,7 @@ std::optional<std::string> parseArgs(int argc, char** argv, CliOptions& o) {
     }
     if (o.model.empty())
         return std::string("--model is required");
-    if (!o.chat && !o.prompt)
+    if (o.command == Command::Complete && !o.prompt)
         return std::string("--prompt is required (or use the 'chat' command)");
     return std::nullopt;
 }
@@ -227,6 +240,95 @@ int runChat(const Model& model, const CliOptions& o) {
     return 0;
 }
 
+// Generic multi-round chats for models with a real context; each round is rendered through the model's chat
+// template (the text a session would feed), one {question, answer} text per round.
+constexpr const char* kGenericChats[][8] = {
+    {"I am planning a trip to Lisbon in May.", "May is a good month: warm, not crowded yet.",
+     "What should I pack?", "Light clothes, a jacket for the evenings and walking shoes.",
+     "Which museums are worth it?", "The Gulbenkian and the tile museum are the classic picks.",
+     "And where can I eat fish?", "Try the small places around the Cais do Sodre market."},
+    {"My tomato plants have yellow leaves.", "Often that means overwatering or too little nitrogen.",
+     "I water them every day.", "Water deeply twice a week instead and let the soil dry between.",
+     "Should I use fertilizer?", "A balanced one every two weeks helps while they set fruit.",
+     "How tall will they grow?", "Indeterminate kinds can reach two meters, so stake them early."},
+    {"Explain what a hash map is.", "It stores key-value pairs in buckets chosen by hashing the key.",
+     "Why is lookup fast?", "The hash points straight to a bucket, so a lookup is constant time on average.",
+     "What happens on collisions?", "Entries share a bucket in a list, or probe for the next free slot.",
+     "When should I use a tree instead?", "When you need keys in sorted order or guaranteed worst-case time."},
+};
+
+// One text round rendered through the template: the text between the conversation rendered before it and after it.
+Result<TokenConversation> renderGenericChat(const Model& model, const char* const (&turns)[8]) {
+    ChatRenderInput input = model.renderInput();
+    auto render = [&](bool addGenerationPrompt) {
+        input.addGenerationPrompt = addGenerationPrompt;
+        return model.chatTemplate().tmpl.render(input);
+    };
+    const Tokenizer& tok = model.tokenizer();
+    auto encode = [&](const std::string& text, bool bos) {
+        return tok.encode(text, EncodeOptions{bos && tok.addBosByDefault(), true});
+    };
+    TokenConversation conv;
+    input.messages.push_back({"system", "You are a helpful assistant."});
+    Result<std::string> before = render(false);
+    if (!before)
+        return before.error();
+    Result<std::vector<int32_t>> system = encode(*before, true);
+    if (!system)
+        return system.error();
+    conv.push_back(TokenRound{std::move(*system), {}});
+    for (size_t t = 0; t + 1 < std::size(turns); t += 2) {
+        input.messages.push_back({"user", turns[t]});
+        Result<std::string> asked = render(true);
+        input.messages.push_back({"assistant", turns[t + 1]});
+        Result<std::string> answered = render(false);
+        if (!asked || !answered)
+            return asked ? answered.error() : asked.error();
+        if (!asked->starts_with(*before) || !answered->starts_with(*asked))
+            return makeError(ErrorCode::TemplateError, "the chat template does not render rounds as prefixes");
+        Result<std::vector<int32_t>> q = encode(asked->substr(before->size()), false);
+        Result<std::vector<int32_t>> a = encode(answered->substr(asked->size()), false);
+        if (!q || !a)
+            return q ? a.error() : q.error();
+        conv.push_back(TokenRound{std::move(*q), std::move(*a)});
+        before = std::move(answered);
+    }
+    return conv;
+}
+
+int runCalibrate(const Model& model, const CliOptions& o) {
+    std::vector<TokenConversation> conversations;
+    // Story conversations fit stories260K-sized models (512-token context, TinyStories vocabulary).
+    if (model.contextLength() <= 1024) {
+        Result<std::vector<BenchConversation>> stories = makeStoryConversations(model.tokenizer(), StoryGenOptions{});
+        if (!stories)
+            return fail("cannot make sample conversations", stories.error());
+        for (BenchConversation& c : *stories) conversations.push_back(std::move(c.rounds));
+    } else {
+        for (const auto& chat : kGenericChats) {
+            Result<TokenConversation> conv = renderGenericChat(model, chat);
+            if (!conv)
+                return fail("cannot render sample conversations", conv.error());
+            conversations.push_back(std::move(*conv));
+        }
+    }
+    CalibrationOptions options;
+    options.minPastRounds = 3;
+    Result<CalibrationResult> r = calibrateWatershed(model, conversations, options);
+    if (!r)
+        return fail("calibration failed", r.error());
+    std::cout << "layer  mean coverage  min coverage  mean JS\n";
+    for (const LayerCalibration& l : r->layers)
+        std::printf("%5d  %13.3f  %12.3f  %7.4f\n", l.layer, l.meanCoverage, l.minCoverage, l.meanJs);
+    std::cout << "L_w = " << r->watershedLayer << " of " << r->nLayers << " layers (" << r->samples << " questions; "
+              << (r->criterionMet ? "criterion met" : "no layer met the criterion") << "); KV saving bound (1 - L_w/L) "
+              << 1.0 - static_cast<double>(r->watershedLayer) / r->nLayers << "\n";
+    if (Status st = saveCalibration(o.outDir, model.fingerprint(), *r); !st)
+        return fail("cannot save the calibration", st.error());
+    std::cout << "saved to " << o.outDir << "/" << model.fingerprint() << ".json\n";
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -242,5 +344,10 @@ int main(int argc, char** argv) {
         return fail("cannot load model '" + options.model + "'", model.error());
     if (!(*model)->backendInfo().fallbackReason.empty() && options.load.backend == BackendKind::Cuda)
         std::cerr << "CUDA unavailable (" << (*model)->backendInfo().fallbackReason << "); running on the CPU\n";
-    return options.chat ? runChat(**model, options) : runCompletion(**model, options);
+    switch (options.command) {
+    case Command::Chat: return runChat(**model, options);
+    case Command::Calibrate: return runCalibrate(**model, options);
+    case Command::Complete: break;
+    }
+    return runCompletion(**model, options);
 }

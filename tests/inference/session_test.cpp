@@ -1,5 +1,6 @@
 // Chat sessions on stories260K (ChatML fallback template): streaming, cancel, stop strings, regenerate, truncate,
 // context limits, prefix reuse and KV export/import.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -198,9 +199,11 @@ TEST(Session, TruncateDropsRoundsAndResendIsDeterministic) {
     std::unique_ptr<Session> s = createSession(*model, greedyOptions(16));
     ASSERT_TRUE(s);
     ASSERT_TRUE(s->send("First.", {}).ok());
+    const std::vector<int32_t> closedFirst = s->rounds()[1].tokens;
     Result<GenerationResult> second = s->send("Second.", {});
     ASSERT_TRUE(second.ok());
-    // Rounds 0 and 1 as cached now (round 1 gained the template's end-of-turn text when round 2 was sent).
+    EXPECT_EQ(s->rounds()[1].tokens, closedFirst);  // closed after its answer: the next send added nothing to it
+    // Rounds 0 and 1 as cached now (round 1 was closed with the template's end-of-turn text after its answer).
     const int usedByFirst = static_cast<int>(s->rounds()[0].tokens.size() + s->rounds()[1].tokens.size());
     ASSERT_TRUE(s->send("Third.", {}).ok());
     EXPECT_EQ(s->rounds().size(), 4u);
@@ -211,7 +214,8 @@ TEST(Session, TruncateDropsRoundsAndResendIsDeterministic) {
     Result<GenerationResult> resent = s->send("Second.", {});
     ASSERT_TRUE(resent.ok());
     EXPECT_EQ(resent->tokens, second->tokens);
-    EXPECT_LT(resent->promptTokens, second->promptTokens);  // the end-of-turn text of round 1 is still cached
+    // Both prefilled only the question: round 1 was closed after its answer and stayed cached.
+    EXPECT_EQ(resent->promptTokens, second->promptTokens);
     ASSERT_TRUE(s->truncate(0).ok());
     EXPECT_EQ(s->contextUsage().usedTokens, 0);
     Result<GenerationResult> fresh = s->send("First.", {});
@@ -237,6 +241,51 @@ TEST(Session, ContextLimits) {
     ASSERT_TRUE(r.ok()) << r.error().toString();
     EXPECT_EQ(r->stopReason, StopReason::ContextFull);
     EXPECT_EQ(s->contextUsage().usedTokens, 96);
+}
+
+// A chat of several rounds with short answers, in the given KV mode; returns the last answer's report.
+RecallReport lastReportOfLongChat(const Model& model, KvMode mode) {
+    SessionOptions o = greedyOptions(12);
+    o.rounds.mode = mode;
+    o.rounds.maxRecalledRounds = 1;
+    o.rounds.recallMass = 0.5f;
+    std::unique_ptr<Session> s = createSession(model, o);
+    if (!s)
+        return {};
+    const char* questions[] = {"Tell me about a cat.", "Where did the dog go?", "The sun was hot.",
+                               "Lily had a red ball and a big blue box.", "Tim ran to the park.",
+                               "What did the cat say?"};
+    RecallReport last;
+    for (const char* q : questions) {
+        Result<GenerationResult> r = s->send(q, {});
+        EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().toString());
+        if (!r.ok())
+            return {};
+        last = r->recall;
+    }
+    return last;
+}
+
+TEST(Session, RoundAttentionModeRecallsPinnedRoundsAndHoldsLessKv) {
+    std::unique_ptr<Model> model = loadModel();
+    ASSERT_TRUE(model);
+    const RecallReport ra = lastReportOfLongChat(*model, KvMode::RoundAttention);
+    EXPECT_EQ(ra.mode, KvMode::RoundAttention);
+    EXPECT_EQ(ra.roundsTotal, 6);
+    std::vector<int> recalled;
+    for (const RecalledRound& r : ra.recalled) recalled.push_back(r.round);
+    EXPECT_NE(std::find(recalled.begin(), recalled.end(), 0), recalled.end());  // the system prompt
+    EXPECT_NE(std::find(recalled.begin(), recalled.end(), 5), recalled.end());  // the latest round
+    EXPECT_LT(recalled.size(), 6u);
+    EXPECT_GT(ra.kvBytesFull, 0u);
+    EXPECT_LT(ra.kvBytesInVram, ra.kvBytesFull);
+
+    const RecallReport full = lastReportOfLongChat(*model, KvMode::FullKv);
+    EXPECT_EQ(full.mode, KvMode::FullKv);
+    ASSERT_EQ(full.recalled.size(), 6u);
+    for (int r = 0; r < 6; ++r) EXPECT_EQ(full.recalled[static_cast<size_t>(r)].round, r);
+    EXPECT_GT(full.kvBytesFull, 0u);
+    EXPECT_EQ(full.kvBytesInVram, full.kvBytesFull);
 }
 
 TEST(Session, ExportImportGivesTheSameContinuation) {

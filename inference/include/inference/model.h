@@ -35,6 +35,10 @@ public:
     // ChatRenderInput with the model's special-token texts filled in (messages empty).
     ChatRenderInput renderInput() const;
     const std::string& fingerprint() const { return m_fingerprint; }
+    // SHA-256 hex over the chat template in use and the vocabulary (tokenizer.ggml.*: pieces, scores, types, special
+    // ids, flags): a different hash means the same conversation may become different tokens, so stored KV of the
+    // same model may not be reused (storage::RestoreKey::templateHash).
+    const std::string& templateHash() const { return m_templateHash; }
     const BackendInfo& backendInfo() const { return m_backendInfo; }
     // general.name, or the file name when the model has none.
     const std::string& name() const { return m_name; }
@@ -53,6 +57,7 @@ private:
     TemplateChoice m_template;
     std::vector<std::string> m_endOfTurn;
     std::string m_fingerprint;
+    std::string m_templateHash;
     std::string m_name;
     int m_contextLength = 0;
     BackendInfo m_backendInfo;

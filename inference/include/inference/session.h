@@ -64,6 +64,7 @@ struct SessionOptions {
     RoundAttentionOptions rounds;
     int maxNewTokens = 512;
     std::vector<std::string> stopStrings;  // in addition to EOS and the template's end-of-turn markers
+    bool recordFirstLogits = false;        // fill GenerationResult::firstTokenLogits (tests, quality tools)
 };
 
 struct RecalledRound {
@@ -96,6 +97,7 @@ struct GenerationResult {
     double decodeMs = 0.0;
     double tokensPerSecond = 0.0;     // decode speed
     RecallReport recall;
+    std::vector<float> firstTokenLogits;  // (n_vocab) logits the first answer token was sampled from, when asked
 };
 
 struct ContextUsage {
@@ -133,6 +135,9 @@ public:
 
     // Adds a user round and streams the answer.
     virtual Result<GenerationResult> send(std::string_view userText, const TokenCallback& onPiece) = 0;
+    // Adds a past round (a user message and its answer) without generating: prefills it, so that an old
+    // conversation without KV snapshots can be continued. Rounds are appended in order after the restored ones.
+    virtual Status appendRound(std::string_view userText, std::string_view answerText) = 0;
     // Drops the last answer and answers the same user message again.
     virtual Result<GenerationResult> regenerate(const TokenCallback& onPiece) = 0;
     // Keeps rounds [0, keep) and drops the rest from the KV cache (edit-and-resend trims, then sends).
@@ -146,7 +151,13 @@ public:
     virtual Status setOptions(SessionOptions options) = 0;
 
     // Persistence: a round's KV for all layers, and restoring it (in round order) without prefilling again.
+    // Storage keeps user rounds only, so a restore starts with prefillSystemPrompt() (round 0 of an empty session),
+    // then importRound() for rounds 1.. with stored KV, then appendRound() for the rest.
+    virtual Status prefillSystemPrompt() = 0;
     virtual Result<RoundKvSnapshot> exportRound(int round) const = 0;
+    // info.tokens may be left empty for rounds >= 1: the session renders them from the texts (every answered round
+    // is closed with its end-of-turn text, so a snapshot exported after the answer matches that rendering).
+    // Mismatch when the snapshot's model or token count differs.
     virtual Status importRound(const RoundInfo& info, const RoundKvSnapshot& snapshot) = 0;
 };
 
