@@ -135,7 +135,8 @@ void AppController::loadModel(const QString& path) {
     m_loadingPath = path;
     m_window->chat()->setInputEnabled(false, tr("Loading the model…"));
     m_window->setLoadProgress(tr("Loading %1").arg(QFileInfo(path).fileName()), 0.0);
-    m_loadRequest = m_inference.loadModel(path, m_values.backend, m_values.contextLength);
+    m_loadRequest = m_inference.loadModel(path, m_values.backend, m_values.contextLength,
+                                          m_dataDir + QStringLiteral("/calibration"));
 }
 
 void AppController::connectInference() {
@@ -184,6 +185,7 @@ void AppController::connectInference() {
             m_window->chat()->banner()->hide();
         if (!info.templateNotice.isEmpty())
             m_window->statusBar()->showMessage(info.templateNotice, 10000);
+        requestRestore();
     });
     connect(&m_inference, &InferenceController::tokenChunk, this,
             [this](const TokenChunk& c) { m_messages.appendToStreaming(c.requestId, c.text); });
@@ -207,16 +209,22 @@ void AppController::connectInference() {
             m_messages.finishStreaming(d.requestId, answer);
             m_lastSaveRequest = m_storage.appendMessage(ex.conversationId, answer,
                                                         ex.userMessageId ? 0 : ex.userSaveRequest, d.recallScores);
+            if (!d.roundKv.bytes.isEmpty())  // queued after the answer's save, so its round is on the branch
+                m_storage.writeRoundKv(ex.conversationId, d.roundKv);
             if (ex.branch)
                 m_storage.loadMessages(ex.conversationId);  // new sibling: refresh the ‹ i/n › arrows
         }
         if (d.stopReason == StopReason::ContextFull)
             showError(int(ErrorCode::ContextFull), ErrorContext::Generate, {}, {});
-        if (d.missingHistory)
-            m_window->statusBar()->showMessage(
-                tr("The model did not see the earlier rounds of this conversation (they were written before the app "
-                   "restarted and their KV was not stored); it answered from this round on."),
-                15000);
+    });
+    connect(&m_inference, &InferenceController::restored, this, [this](const RestoreDone& r) {
+        if (r.restoredRounds + r.recomputedRounds > 0) {
+            QString text = tr("Restored %1 rounds from disk").arg(r.restoredRounds);
+            if (r.recomputedRounds > 0)
+                text += tr("; %1 rounds recomputed (%2)").arg(r.recomputedRounds).arg(r.reason);
+            m_window->statusBar()->showMessage(text, 10000);
+        }
+        Q_EMIT conversationRestored(r);
     });
     connect(&m_inference, &InferenceController::failed, this, [this](const ErrorInfo& e) {
         if (e.requestId != 0 && e.requestId == m_loadRequest) {
@@ -368,6 +376,12 @@ void AppController::selectConversation(qint64 id) {
     m_settings.setLastConversation(id);
     m_window->sidebar()->selectConversation(id);
     m_storage.loadMessages(id);
+    requestRestore();
+}
+
+void AppController::requestRestore() {
+    if (m_modelReady && m_conversationId != 0)
+        m_storage.loadRestore(m_conversationId, m_model.fingerprint, m_model.templateHash, m_model.layerCount);
 }
 
 // ---- Storage
@@ -425,6 +439,10 @@ void AppController::connectStorage() {
                 break;
             }
         }
+    });
+    connect(&m_storage, &StorageController::restoreLoaded, this, [this](const RestoreData& data) {
+        if (data.conversationId == m_conversationId)
+            m_inference.restore(data);
     });
     connect(&m_storage, &StorageController::searchResults, this, [this](const SearchResults& results) {
         if (results.requestId == m_searchRequest)

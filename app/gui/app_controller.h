@@ -35,6 +35,10 @@ public:
     // The story model shipped with the app (resources/models/stories260K.gguf), or empty when not found.
     static QString bundledStoryModel();
 
+Q_SIGNALS:
+    // A reopened conversation's session was rebuilt (after the status bar said how).
+    void conversationRestored(const app::RestoreDone& done);
+
 private:
     struct Exchange {  // the answer being generated
         quint64 inferenceId = 0;
@@ -57,6 +61,8 @@ private:
     void generate(const QList<RoundText>& history, const QString& text, bool regenerate, Exchange exchange);
     QList<RoundText> historyBefore(int row) const;
     void selectConversation(qint64 id);
+    // Asks storage for the current conversation's stored KV, for the loaded model (after a switch or a load).
+    void requestRestore();
     void showError(int code, ErrorContext context, const QString& subject, const QString& detail);
     void onErrorAction(const QString& actionId);
     void openSettings();

@@ -13,12 +13,14 @@ InferenceController::InferenceController(QObject* parent) : QObject(parent), m_w
     connect(this, &InferenceController::loadRequested, m_worker, &InferenceWorker::loadModel, q);
     connect(this, &InferenceController::generateRequested, m_worker, &InferenceWorker::generate, q);
     connect(this, &InferenceController::settingsChanged, m_worker, &InferenceWorker::applySettings, q);
+    connect(this, &InferenceController::restoreRequested, m_worker, &InferenceWorker::restore, q);
     connect(m_worker, &InferenceWorker::loadProgress, this, &InferenceController::loadProgress, q);
     connect(m_worker, &InferenceWorker::modelLoaded, this, &InferenceController::modelLoaded, q);
     connect(m_worker, &InferenceWorker::tokenChunk, this, &InferenceController::tokenChunk, q);
     connect(m_worker, &InferenceWorker::generationDone, this, &InferenceController::generationDone, q);
     connect(m_worker, &InferenceWorker::failed, this, &InferenceController::failed, q);
     connect(m_worker, &InferenceWorker::memorySample, this, &InferenceController::memorySample, q);
+    connect(m_worker, &InferenceWorker::restored, this, &InferenceController::restored, q);
     m_thread.start();
 }
 
@@ -28,9 +30,10 @@ InferenceController::~InferenceController() {
     m_thread.wait();
 }
 
-quint64 InferenceController::loadModel(const QString& path, ui::BackendChoice backend, int contextLength) {
+quint64 InferenceController::loadModel(const QString& path, ui::BackendChoice backend, int contextLength,
+                                       const QString& calibrationDir) {
     const quint64 id = m_nextId++;
-    Q_EMIT loadRequested(LoadRequest{id, path, backend, contextLength});
+    Q_EMIT loadRequested(LoadRequest{id, path, backend, contextLength, calibrationDir});
     return id;
 }
 
@@ -41,6 +44,8 @@ quint64 InferenceController::generate(GenerateRequest request) {
 }
 
 void InferenceController::applySettings(const ui::SettingsValues& settings) { Q_EMIT settingsChanged(settings); }
+
+void InferenceController::restore(const RestoreData& data) { Q_EMIT restoreRequested(data); }
 
 void InferenceController::cancelAll() { m_worker->cancelUpTo(m_nextId - 1); }
 

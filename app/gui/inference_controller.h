@@ -19,9 +19,13 @@ public:
     ~InferenceController() override;
 
     // Each returns the request id that the replies carry.
-    quint64 loadModel(const QString& path, ui::BackendChoice backend, int contextLength);
+    // calibrationDir: where per-model calibration files are looked up (empty: none).
+    quint64 loadModel(const QString& path, ui::BackendChoice backend, int contextLength,
+                      const QString& calibrationDir);
     quint64 generate(GenerateRequest request);
     void applySettings(const ui::SettingsValues& settings);
+    // Rebuilds the session of a reopened conversation from what the storage worker read; replies with restored().
+    void restore(const RestoreData& data);
     // Stops the running answer or load (and any queued before it) at the next token.
     void cancelAll();
 
@@ -32,11 +36,13 @@ Q_SIGNALS:
     void generationDone(const app::GenerationDone& done);
     void failed(const app::ErrorInfo& error);
     void memorySample(const ui::MemorySample& sample);
+    void restored(const app::RestoreDone& done);
 
     // To the worker (queued).
     void loadRequested(const app::LoadRequest& request);
     void generateRequested(const app::GenerateRequest& request);
     void settingsChanged(const ui::SettingsValues& settings);
+    void restoreRequested(const app::RestoreData& data);
 
 private:
     QThread m_thread;

@@ -1,5 +1,6 @@
 #include "inference_worker.h"
 
+#include "inference/calibration.h"
 #include "inference/model.h"
 #include "inference/session.h"
 
@@ -11,7 +12,8 @@ namespace app {
 
 namespace {
 
-inference::SessionOptions sessionOptions(const ui::SettingsValues& s, const inference::Model& model) {
+// calibrated: the model's calibrated L_w (-1: none), used unless the user set one.
+inference::SessionOptions sessionOptions(const ui::SettingsValues& s, const inference::Model& model, int calibrated) {
     inference::SessionOptions o;
     o.systemPrompt = s.systemPrompt.toStdString();
     o.sampler.temperature = float(s.temperature);
@@ -20,7 +22,7 @@ inference::SessionOptions sessionOptions(const ui::SettingsValues& s, const infe
     o.sampler.repeatPenalty = float(s.repeatPenalty);
     o.maxNewTokens = s.maxNewTokens;
     o.rounds.mode = s.roundAttention ? inference::KvMode::RoundAttention : inference::KvMode::FullKv;
-    o.rounds.watershedLayer = s.watershedAuto ? -1 : std::min(s.watershedLayer, model.config().nLayers - 1);
+    o.rounds.watershedLayer = s.watershedAuto ? calibrated : std::min(s.watershedLayer, model.config().nLayers - 1);
     o.rounds.recallMass = float(s.recallMass);
     o.rounds.keepLatestRounds = s.keepLatestRounds;
     o.rounds.maxRecalledRounds = s.maxRecalledRounds;
@@ -44,7 +46,8 @@ void InferenceWorker::cancelUpTo(quint64 requestId) {
 void InferenceWorker::applySettings(const ui::SettingsValues& settings) {
     m_settings = settings;
     if (m_session && m_model) {
-        if (inference::Status st = m_session->setOptions(sessionOptions(m_settings, *m_model)); !st)
+        if (inference::Status st = m_session->setOptions(sessionOptions(m_settings, *m_model, m_calibratedWatershed));
+            !st)
             Q_EMIT failed(ErrorInfo{0, int(st.error().code), qs(st.error().detail)});
     }
 }
@@ -70,6 +73,14 @@ void InferenceWorker::loadModel(const LoadRequest& request) {
         return;
     }
     m_model = std::move(*loaded);
+    m_calibratedWatershed = -1;
+    if (!request.calibrationDir.isEmpty()) {
+        // No file is the usual case (the model was never calibrated): the session then uses n_layer / 2.
+        if (auto cal = inference::loadCalibration(request.calibrationDir.toStdString(), m_model->fingerprint()))
+            m_calibratedWatershed = cal->watershedLayer;
+        else if (cal.error().code != inference::ErrorCode::FileNotFound)
+            qWarning("calibration for %s: %s", m_model->fingerprint().c_str(), cal.error().toString().c_str());
+    }
     const inference::BackendInfo& b = m_model->backendInfo();
     ModelInfo info;
     info.requestId = request.requestId;
@@ -85,22 +96,103 @@ void InferenceWorker::loadModel(const LoadRequest& request) {
     info.contextLength = m_model->contextLength();
     info.layerCount = m_model->config().nLayers;
     info.templateNotice = qs(m_model->chatTemplate().notice);
+    info.templateHash = qs(m_model->templateHash());
     Q_EMIT modelLoaded(info);
     emitMemorySample(0, 0);
 }
 
-bool InferenceWorker::ensureSession(const GenerateRequest& request) {
-    if (m_session && m_sessionConversation == request.conversationId && request.history.size() >= m_missingRounds)
-        return true;
-    auto created = inference::Session::create(*m_model, sessionOptions(m_settings, *m_model));
+bool InferenceWorker::startSession(quint64 requestId, qint64 conversationId) {
+    m_session.reset();
+    m_sessionConversation = 0;
+    auto created = inference::Session::create(*m_model, sessionOptions(m_settings, *m_model, m_calibratedWatershed));
     if (!created) {
-        Q_EMIT failed(ErrorInfo{request.requestId, int(created.error().code), qs(created.error().detail)});
+        Q_EMIT failed(ErrorInfo{requestId, int(created.error().code), qs(created.error().detail)});
         return false;
     }
     m_session = std::move(*created);
-    m_sessionConversation = request.conversationId;
-    m_missingRounds = int(request.history.size());
+    m_sessionConversation = conversationId;
     return true;
+}
+
+// A conversation the session does not hold (no restore came first): its past rounds are prefilled from their text.
+bool InferenceWorker::ensureSession(const GenerateRequest& request) {
+    if (m_session && m_sessionConversation == request.conversationId)
+        return true;
+    if (!startSession(request.requestId, request.conversationId))
+        return false;
+    for (const RoundText& r : request.history) {
+        if (inference::Status st = m_session->appendRound(r.user.toStdString(), r.answer.toStdString()); !st) {
+            Q_EMIT failed(ErrorInfo{request.requestId, int(st.error().code), qs(st.error().detail)});
+            m_session.reset();
+            return false;
+        }
+    }
+    return true;
+}
+
+void InferenceWorker::restore(const RestoreData& data) {
+    if (!m_model || (m_session && m_sessionConversation == data.conversationId))
+        return;  // no model yet (the restore is asked again once one is loaded), or the session holds it already
+    if (!startSession(data.requestId, data.conversationId))
+        return;
+    RestoreDone done{data.requestId, data.conversationId, 0, 0, 0, 0, data.reason};
+    auto fail = [&](const inference::Error& e) {
+        Q_EMIT failed(ErrorInfo{data.requestId, int(e.code), qs(e.detail)});
+        m_session.reset();
+        m_sessionConversation = 0;
+    };
+    if (inference::Status st = m_session->prefillSystemPrompt(); !st)
+        return fail(st.error());
+    for (int k = 0; k < data.rounds.size(); ++k) {
+        const RoundText& text = data.rounds[k];
+        if (k == done.restoredRounds && k < data.snapshots.size()) {
+            const RoundKv& kv = data.snapshots[k];
+            inference::RoundInfo info;
+            info.index = k + 1;
+            info.firstPosition = kv.firstPosition;
+            info.userText = text.user.toStdString();
+            info.answerText = text.answer.toStdString();
+            inference::RoundKvSnapshot snap;
+            snap.round = k + 1;
+            snap.layerCount = kv.layerCount;
+            snap.tokenCount = kv.tokenCount;
+            snap.modelFingerprint = kv.modelFingerprint.toStdString();
+            snap.dtype = kv.dtype.toStdString();
+            snap.bytes.assign(kv.bytes.begin(), kv.bytes.end());
+            const inference::Status st = m_session->importRound(info, snap);
+            if (st) {
+                ++done.restoredRounds;
+                done.restoredTokens += kv.tokenCount;
+                continue;
+            }
+            done.reason = qs(st.error().detail);  // e.g. the text renders to other tokens than the stored KV's
+        }
+        if (inference::Status st = m_session->appendRound(text.user.toStdString(), text.answer.toStdString()); !st)
+            return fail(st.error());
+        ++done.recomputedRounds;
+    }
+    done.prefilledTokens = m_session->contextUsage().usedTokens - done.restoredTokens;
+    if (done.recomputedRounds == 0)
+        done.reason.clear();
+    Q_EMIT restored(done);
+}
+
+RoundKv InferenceWorker::exportRound(int round) const {
+    RoundKv kv;
+    auto snap = m_session->exportRound(round);
+    if (!snap) {
+        qWarning("KV of round %d not exported: %s", round, snap.error().toString().c_str());
+        return kv;
+    }
+    kv.round = round;
+    kv.firstPosition = m_session->rounds()[size_t(round)].firstPosition;
+    kv.tokenCount = snap->tokenCount;
+    kv.layerCount = snap->layerCount;
+    kv.modelFingerprint = qs(snap->modelFingerprint);
+    kv.templateHash = qs(m_model->templateHash());
+    kv.dtype = qs(snap->dtype);
+    kv.bytes = QByteArray(reinterpret_cast<const char*>(snap->bytes.data()), qsizetype(snap->bytes.size()));
+    return kv;
 }
 
 void InferenceWorker::generate(const GenerateRequest& request) {
@@ -115,17 +207,24 @@ void InferenceWorker::generate(const GenerateRequest& request) {
 
     // Keep the session's rounds that match the branch the user sees; drop the rest (a branch switch or an edit).
     const std::vector<inference::RoundInfo>& rounds = m_session->rounds();
-    int kept = 0;  // history rounds the session holds, after the missing ones
-    while (m_missingRounds + kept < request.history.size() && size_t(kept + 1) < rounds.size() &&
-           qs(rounds[size_t(kept + 1)].userText) == request.history[m_missingRounds + kept].user &&
-           qs(rounds[size_t(kept + 1)].answerText) == request.history[m_missingRounds + kept].answer)
+    int kept = 0;  // history rounds the session holds
+    while (kept < request.history.size() && size_t(kept + 1) < rounds.size() &&
+           qs(rounds[size_t(kept + 1)].userText) == request.history[kept].user &&
+           qs(rounds[size_t(kept + 1)].answerText) == request.history[kept].answer)
         ++kept;
     const bool sameQuestionNext = size_t(kept + 2) == rounds.size() &&
                                   qs(rounds.back().userText) == request.userText;
-    const bool regenerate = request.regenerate && sameQuestionNext &&
-                            m_missingRounds + kept == request.history.size();
+    const bool regenerate = request.regenerate && sameQuestionNext && kept == request.history.size();
     if (!regenerate && size_t(kept + 1) < rounds.size()) {
         if (inference::Status st = m_session->truncate(kept + 1); !st) {
+            Q_EMIT failed(ErrorInfo{request.requestId, int(st.error().code), qs(st.error().detail)});
+            return;
+        }
+    }
+    // History rounds the session lacks (the user switched to a branch it never saw): prefill them from their text.
+    for (int k = kept; k < request.history.size(); ++k) {
+        const RoundText& r = request.history[k];
+        if (inference::Status st = m_session->appendRound(r.user.toStdString(), r.answer.toStdString()); !st) {
             Q_EMIT failed(ErrorInfo{request.requestId, int(st.error().code), qs(st.error().detail)});
             return;
         }
@@ -147,20 +246,19 @@ void InferenceWorker::generate(const GenerateRequest& request) {
     done.requestId = id;
     done.text = qs(r.text);
     done.stopReason = StopReason(int(r.stopReason));
-    done.round = int(m_session->rounds().size()) - 1 + m_missingRounds;
+    done.round = int(m_session->rounds().size()) - 1;
     done.promptTokens = r.promptTokens;
     done.usedTokens = usage.usedTokens;
     done.contextLength = usage.contextLength;
     done.tokensPerSecond = r.tokensPerSecond;
-    done.missingHistory = m_missingRounds > 0;
     const inference::RecallReport& rep = r.recall;
     done.recall.valid = true;
     done.recall.roundAttention = rep.mode == inference::KvMode::RoundAttention;
-    done.recall.roundsTotal = std::max(0, rep.roundsTotal - 1) + m_missingRounds;
+    done.recall.roundsTotal = std::max(0, rep.roundsTotal - 1);
     QList<std::pair<int, double>> recalled;
     for (const inference::RecalledRound& rr : rep.recalled)
         if (rr.round > 0)  // round 0 (the system prompt) is always there; the badge names conversation rounds
-            recalled.append({rr.round + m_missingRounds, rr.score});
+            recalled.append({rr.round, rr.score});
     std::sort(recalled.begin(), recalled.end());
     for (const auto& [round, score] : recalled) {
         done.recall.recalledRounds.append(round);
@@ -172,6 +270,8 @@ void InferenceWorker::generate(const GenerateRequest& request) {
     done.bytesCopiedFromHost = rep.bytesCopiedFromHost;
     done.selectMs = rep.selectMs;
     done.copyMs = rep.copyMs;
+    if (!r.text.empty())  // an empty answer is not kept, so neither is its KV
+        done.roundKv = exportRound(done.round);
     Q_EMIT generationDone(done);
     emitMemorySample(rep.kvBytesInVram, rep.bytesCopiedFromHost);
 }

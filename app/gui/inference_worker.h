@@ -30,6 +30,8 @@ public Q_SLOTS:
     void loadModel(const app::LoadRequest& request);
     void generate(const app::GenerateRequest& request);
     void applySettings(const ui::SettingsValues& settings);
+    // Rebuilds the session of a reopened conversation: imports the stored KV, prefills the rounds without it.
+    void restore(const app::RestoreData& data);
 
 Q_SIGNALS:
     void loadProgress(const app::LoadProgress& progress);
@@ -38,18 +40,19 @@ Q_SIGNALS:
     void generationDone(const app::GenerationDone& done);
     void failed(const app::ErrorInfo& error);
     void memorySample(const ui::MemorySample& sample);
+    void restored(const app::RestoreDone& done);
 
 private:
     bool cancelled(quint64 requestId) const { return requestId <= m_cancelledUpTo.load(); }
     bool ensureSession(const GenerateRequest& request);
+    bool startSession(quint64 requestId, qint64 conversationId);
+    RoundKv exportRound(int round) const;
     void emitMemorySample(quint64 kvInVram, quint64 recalledKv);
 
     std::unique_ptr<inference::Model> m_model;
     std::unique_ptr<inference::Session> m_session;  // declared after m_model: destroyed first, it borrows the model
     qint64 m_sessionConversation = 0;
-    // Rounds of the conversation the session does not hold (it was started fresh after a restart or a model change,
-    // and the engine cannot take past rounds without their KV): history[i] is session round i + 1 - m_missingRounds.
-    int m_missingRounds = 0;
+    int m_calibratedWatershed = -1;  // L_w from the model's calibration file; -1: none
     ui::SettingsValues m_settings;
     std::atomic<quint64> m_cancelledUpTo{0};  // the only state shared across threads
 };

@@ -16,6 +16,7 @@ StorageController::StorageController(QObject* parent) : QObject(parent), m_worke
     connect(m_worker, &StorageWorker::messageSaved, this, &StorageController::messageSaved, q);
     connect(m_worker, &StorageWorker::searchResults, this, &StorageController::searchResults, q);
     connect(m_worker, &StorageWorker::exported, this, &StorageController::exported, q);
+    connect(m_worker, &StorageWorker::restoreLoaded, this, &StorageController::restoreLoaded, q);
     connect(m_worker, &StorageWorker::failed, this, &StorageController::failed, q);
     m_thread.start();
 }
@@ -78,6 +79,15 @@ quint64 StorageController::importConversation(const QString& path) {
 }
 quint64 StorageController::freeKv(qint64 conversationId) {
     return post([=](StorageWorker& w, quint64 id) { w.freeKv(id, conversationId); });
+}
+quint64 StorageController::writeRoundKv(qint64 conversationId, const RoundKv& kv) {
+    return post([=](StorageWorker& w, quint64 id) { w.writeRoundKv(id, conversationId, kv); });
+}
+quint64 StorageController::loadRestore(qint64 conversationId, const QString& fingerprint,
+                                       const QString& templateHash, int layerCount) {
+    return post([=](StorageWorker& w, quint64 id) {
+        w.loadRestore(id, conversationId, fingerprint, templateHash, layerCount);
+    });
 }
 
 }  // namespace app

@@ -32,6 +32,9 @@ public:
     quint64 exportConversation(qint64 conversationId, bool json, const QString& path);
     quint64 importConversation(const QString& path);
     quint64 freeKv(qint64 conversationId);
+    quint64 writeRoundKv(qint64 conversationId, const RoundKv& kv);
+    quint64 loadRestore(qint64 conversationId, const QString& fingerprint, const QString& templateHash,
+                        int layerCount);
 
 Q_SIGNALS:
     void opened(quint64 requestId, bool recovered, const QString& quarantinedPath);
@@ -41,6 +44,7 @@ Q_SIGNALS:
     void messageSaved(const app::MessageSaved& saved);
     void searchResults(const app::SearchResults& results);
     void exported(const app::ExportResult& result);
+    void restoreLoaded(const app::RestoreData& data);
     void failed(const app::ErrorInfo& error);
 
 private:

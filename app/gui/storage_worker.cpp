@@ -4,6 +4,7 @@
 #include "storage/database.h"
 #include "storage/export.h"
 #include "storage/kv_store.h"
+#include "storage/snapshot_writer.h"
 
 #include <QFile>
 
@@ -26,6 +27,23 @@ ui::ConversationInfo toInfo(const storage::Conversation& c) {
 }
 
 ui::MessageRole toRole(storage::Role r) { return ui::MessageRole(int(r)); }
+
+// The active branch as rounds: per user message, its id and the answer that follows it (0 when none).
+struct PathRound {
+    const storage::Message* user = nullptr;
+    const storage::Message* answer = nullptr;
+};
+
+std::vector<PathRound> roundsOf(const std::vector<storage::Message>& path) {
+    std::vector<PathRound> rounds;
+    for (const storage::Message& m : path) {
+        if (m.role == storage::Role::User)
+            rounds.push_back({&m, nullptr});
+        else if (m.role == storage::Role::Assistant && !rounds.empty() && !rounds.back().answer)
+            rounds.back().answer = &m;
+    }
+    return rounds;
+}
 
 }  // namespace
 
@@ -52,6 +70,17 @@ void StorageWorker::open(quint64 requestId, const QString& path) {
     m_db = std::make_unique<storage::Database>(std::move(*db));
     m_chats = std::make_unique<storage::ChatStore>(*m_db);
     m_kv = std::make_unique<storage::KvStore>(*m_db);
+    storage::SnapshotWriterOptions writerOptions;
+    writerOptions.databasePath = path.toStdString();
+    writerOptions.onOutcome = [this](const storage::WriteOutcome& outcome) {
+        if (!outcome.status)  // runs on the writer's thread: only a queued signal leaves it
+            fail(0, int(outcome.status.error().code), outcome.status.error().detail);
+    };
+    m_writer.reset();
+    if (auto writer = storage::SnapshotWriter::create(std::move(writerOptions)))
+        m_writer = std::move(*writer);
+    else
+        fail(0, int(writer.error().code), writer.error().detail);  // chats still work; their KV is not kept
     if (auto purged = m_chats->purgeDeleted(storage::Database::nowMs() - kTrashKeepMs); !purged)
         fail(0, int(purged.error().code), purged.error().detail);
     const storage::OpenReport& report = m_db->openReport();
@@ -289,6 +318,87 @@ void StorageWorker::freeKv(quint64 requestId, qint64 conversationId) {
     if (auto freed = m_kv->freeKv(conversationId); !freed)
         return fail(requestId, int(freed.error().code), freed.error().detail);
     listConversations(requestId);
+}
+
+void StorageWorker::writeRoundKv(quint64 requestId, qint64 conversationId, const RoundKv& kv) {
+    if (!ready(requestId) || !m_writer)
+        return;
+    auto path = m_chats->activePath(conversationId);
+    if (!path)
+        return fail(requestId, int(path.error().code), path.error().detail);
+    const std::vector<PathRound> rounds = roundsOf(*path);
+    if (kv.round < 1 || size_t(kv.round) > rounds.size() || !rounds[size_t(kv.round) - 1].answer)
+        return;  // the branch changed before the KV arrived: it belongs to no round on it
+    const PathRound& r = rounds[size_t(kv.round) - 1];
+    storage::RoundWrite write;
+    write.round.conversationId = conversationId;
+    write.round.roundIndex = kv.round - 1;  // storage counts user rounds from 0
+    write.round.userMessageId = r.user->id;
+    write.round.assistantMessageId = r.answer->id;
+    write.round.firstPosition = kv.firstPosition;
+    write.round.tokenCount = kv.tokenCount;
+    storage::KvSnapshotRecord snap;
+    snap.round = kv.round - 1;
+    snap.firstLayer = 0;
+    snap.layerCount = kv.layerCount;
+    snap.tokenCount = kv.tokenCount;
+    snap.modelFingerprint = kv.modelFingerprint.toStdString();
+    snap.dtype = kv.dtype.toStdString();
+    snap.templateHash = kv.templateHash.toStdString();
+    snap.bytes.assign(kv.bytes.begin(), kv.bytes.end());
+    write.snapshots.push_back(std::move(snap));
+    if (!m_writer->enqueue(std::move(write)))
+        qInfo("KV of round %d not stored (snapshot queue full); it is prefilled when reopened", kv.round);
+}
+
+void StorageWorker::loadRestore(quint64 requestId, qint64 conversationId, const QString& fingerprint,
+                                const QString& templateHash, int layerCount) {
+    if (!ready(requestId))
+        return;
+    auto path = m_chats->activePath(conversationId);
+    if (!path)
+        return fail(requestId, int(path.error().code), path.error().detail);
+    const storage::RestoreKey key{fingerprint.toStdString(), templateHash.toStdString(), layerCount};
+    auto plan = m_kv->planRestore(conversationId, key);
+    if (!plan)
+        return fail(requestId, int(plan.error().code), plan.error().detail);
+    RestoreData data;
+    data.requestId = requestId;
+    data.conversationId = conversationId;
+    const std::vector<PathRound> rounds = roundsOf(*path);
+    for (const PathRound& r : rounds) {
+        if (!r.answer)
+            break;  // a question without answer ends the history (send() answers it again)
+        data.rounds.append({qs(r.user->text), qs(r.answer->text)});
+    }
+    for (int k = 0; k < data.rounds.size(); ++k) {
+        if (k >= plan->restorableRounds) {
+            data.reason = k < int(plan->rounds.size()) ? qs(plan->rounds[size_t(k)].reason)
+                                                       : QStringLiteral("no KV was stored");
+            break;
+        }
+        const storage::RestoreRound& rr = plan->rounds[size_t(k)];
+        if (rr.round.assistantMessageId != rounds[size_t(k)].answer->id || rr.snapshots.size() != 1) {
+            data.reason = QStringLiteral("the stored KV does not match the branch");
+            break;
+        }
+        auto snap = m_kv->loadSnapshot(rr.snapshots.front().id);
+        if (!snap) {
+            data.reason = qs(snap.error().detail);
+            break;
+        }
+        RoundKv kv;
+        kv.round = k + 1;
+        kv.firstPosition = rr.round.firstPosition;
+        kv.tokenCount = snap->tokenCount;
+        kv.layerCount = snap->layerCount;
+        kv.modelFingerprint = qs(snap->modelFingerprint);
+        kv.templateHash = qs(snap->templateHash);
+        kv.dtype = qs(snap->dtype);
+        kv.bytes = QByteArray(reinterpret_cast<const char*>(snap->bytes.data()), qsizetype(snap->bytes.size()));
+        data.snapshots.append(kv);
+    }
+    Q_EMIT restoreLoaded(data);
 }
 
 }  // namespace app

@@ -1,6 +1,8 @@
 // Owns the database connection and the stores; lives on the storage thread (parentless, moved there by
 // StorageController). Slots take a requestId that the reply echoes; replies and errors are queued signals with value
 // types. Every write is one storage call, committed before the reply: a crash loses nothing that was acknowledged.
+// KV snapshots are the exception: they go to a storage::SnapshotWriter (its own thread and connection), so a big
+// snapshot never holds up the chat; one lost in a crash only means that round is prefilled again.
 #pragma once
 
 #include "worker_types.h"
@@ -14,6 +16,7 @@ namespace storage {
 class ChatStore;
 class Database;
 class KvStore;
+class SnapshotWriter;
 }  // namespace storage
 
 namespace app {
@@ -43,6 +46,13 @@ public Q_SLOTS:
     void exportConversation(quint64 requestId, qint64 conversationId, bool json, const QString& path);
     void importConversation(quint64 requestId, const QString& path);
     void freeKv(quint64 requestId, qint64 conversationId);
+    // Queues the KV of round kv.round of the conversation's active branch (its messages are saved by then) for the
+    // snapshot writer. Never waits for the disk.
+    void writeRoundKv(quint64 requestId, qint64 conversationId, const app::RoundKv& kv);
+    // Reads the conversation's rounds and the KV of those that a model with this fingerprint, template hash and
+    // layer count can restore; replies with restoreLoaded().
+    void loadRestore(quint64 requestId, qint64 conversationId, const QString& fingerprint, const QString& templateHash,
+                     int layerCount);
 
 Q_SIGNALS:
     // recovered: the file was damaged and moved to quarantinedPath; a fresh database was started.
@@ -53,6 +63,7 @@ Q_SIGNALS:
     void messageSaved(const app::MessageSaved& saved);
     void searchResults(const app::SearchResults& results);
     void exported(const app::ExportResult& result);
+    void restoreLoaded(const app::RestoreData& data);
     void failed(const app::ErrorInfo& error);
 
 private:
@@ -64,6 +75,9 @@ private:
     std::unique_ptr<storage::ChatStore> m_chats;  // borrow m_db; declared after it
     std::unique_ptr<storage::KvStore> m_kv;
     std::unordered_map<quint64, qint64> m_savedIds;  // requestId -> message id, for parentRequestId
+    // Declared last: destroyed first, writing what is still queued; it reports failures through failed() from its
+    // own thread (the connections to this worker's signals are queued).
+    std::unique_ptr<storage::SnapshotWriter> m_writer;
 };
 
 }  // namespace app

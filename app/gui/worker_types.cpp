@@ -15,6 +15,9 @@ void registerWorkerTypes() {
     qRegisterMetaType<ModelInfo>();
     qRegisterMetaType<GenerateRequest>();
     qRegisterMetaType<TokenChunk>();
+    qRegisterMetaType<RoundKv>();
+    qRegisterMetaType<RestoreData>();
+    qRegisterMetaType<RestoreDone>();
     qRegisterMetaType<GenerationDone>();
     qRegisterMetaType<ErrorInfo>();
     qRegisterMetaType<ConversationMessages>();

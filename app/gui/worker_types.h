@@ -5,6 +5,7 @@
 
 #include "ui/types.h"
 
+#include <QByteArray>
 #include <QList>
 #include <QMetaType>
 #include <QString>
@@ -18,6 +19,7 @@ struct LoadRequest {
     QString path;
     ui::BackendChoice backend = ui::BackendChoice::Auto;
     int contextLength = 0;  // 0: the model's trained context
+    QString calibrationDir; // where `roundchat-cli calibrate --out` stored L_w per model; empty: none
 };
 
 struct LoadProgress {
@@ -39,6 +41,7 @@ struct ModelInfo {
     int contextLength = 0;
     int layerCount = 0;
     QString templateNotice;  // set when the model has no chat template and a built-in one is used
+    QString templateHash;    // chat template + vocabulary: stored KV must have been made with the same one
 };
 
 // One finished round of the conversation, as the session must hold it before the new question.
@@ -53,6 +56,39 @@ struct GenerateRequest {
     QList<RoundText> history;  // the rounds before this one on the branch shown (round 1 first)
     QString userText;
     bool regenerate = false;   // the last round of the session is this question: answer it again
+};
+
+// One conversation round's KV (all layers), exported after its answer for the snapshot writer, or read back from the
+// database to restore a session. `bytes` is implicitly shared, so queued copies do not copy the data.
+struct RoundKv {
+    int round = 0;  // conversation round, from 1 (round 0, the system prompt, is never stored)
+    int firstPosition = 0;
+    int tokenCount = 0;
+    int layerCount = 0;
+    QString modelFingerprint;
+    QString templateHash;
+    QString dtype;
+    QByteArray bytes;  // empty: nothing to store
+};
+
+// For reopening a conversation: its rounds and the KV of the restorable prefix (StorageWorker::loadRestore).
+struct RestoreData {
+    quint64 requestId = 0;
+    qint64 conversationId = 0;
+    QList<RoundText> rounds;   // the active branch's rounds, round 1 first
+    QList<RoundKv> snapshots;  // KV of rounds 1..snapshots.size()
+    QString reason;            // why the round after them has no usable KV; empty when every round has
+};
+
+// What the inference worker did with a RestoreData.
+struct RestoreDone {
+    quint64 requestId = 0;
+    qint64 conversationId = 0;
+    int restoredRounds = 0;    // imported from their KV snapshots
+    int recomputedRounds = 0;  // prefilled from their text
+    int restoredTokens = 0;    // tokens whose KV was imported
+    int prefilledTokens = 0;   // tokens computed while restoring (the system prompt and the recomputed rounds)
+    QString reason;            // why the first recomputed round was not restored
 };
 
 struct TokenChunk {
@@ -77,7 +113,7 @@ struct GenerationDone {
     quint64 bytesCopiedFromHost = 0;
     double selectMs = 0.0;
     double copyMs = 0.0;
-    bool missingHistory = false; // earlier rounds could not be given to the model (see InferenceWorker)
+    RoundKv roundKv;             // the answered round's KV, for the snapshot writer
 };
 
 // An error for the user: `code` is a roundchat::ErrorCode value; `detail` is for the log only.
@@ -121,6 +157,9 @@ Q_DECLARE_METATYPE(app::LoadProgress)
 Q_DECLARE_METATYPE(app::ModelInfo)
 Q_DECLARE_METATYPE(app::GenerateRequest)
 Q_DECLARE_METATYPE(app::TokenChunk)
+Q_DECLARE_METATYPE(app::RoundKv)
+Q_DECLARE_METATYPE(app::RestoreData)
+Q_DECLARE_METATYPE(app::RestoreDone)
 Q_DECLARE_METATYPE(app::GenerationDone)
 Q_DECLARE_METATYPE(app::ErrorInfo)
 Q_DECLARE_METATYPE(app::ConversationMessages)

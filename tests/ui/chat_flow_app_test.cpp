@@ -1,11 +1,12 @@
 // The whole app on the offscreen platform with the bundled stories260K model and a database in a temporary folder:
 // load, send with the keyboard, stream, recall badge, regenerate (a branch), and a restart that finds everything
-// committed in the database.
+// committed in the database and restores the conversation's KV from its snapshots instead of prefilling it again.
 #include "app_controller.h"
 #include "worker_types.h"
 
 #include "storage/chat_store.h"
 #include "storage/database.h"
+#include "storage/kv_store.h"
 #include "ui/chat_view.h"
 #include "ui/conversation_sidebar.h"
 #include "ui/message_bar.h"
@@ -14,6 +15,8 @@
 #include <QLabel>
 #include <QListView>
 #include <QSettings>
+#include <QSignalSpy>
+#include <QStatusBar>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -81,13 +84,35 @@ private Q_SLOTS:
         QVERIFY(path.ok());
         QCOMPARE(path->size(), size_t(2));
         QVERIFY(!store.recallLog(path->back().id)->empty());
+        // Both answers' KV reached the database through the snapshot writer.
+        storage::KvStore kv(*db);
+        auto rounds = kv.rounds(conversations->front().id);
+        QVERIFY(rounds.ok());
+        QCOMPARE(rounds->size(), size_t(2));
+        QVERIFY(*kv.totalKvBytes() > 0);
 
         // A restart shows the last conversation again.
         app::AppController again(settings, dir.filePath(QStringLiteral("data")), kModel);
+        QSignalSpy restored(&again, &app::AppController::conversationRestored);
         again.start();
         QTRY_COMPARE_WITH_TIMEOUT(messagesOf(again).rowCount(), 2, kTimeoutMs);
         QCOMPARE(messagesOf(again).messageAt(1).branchCount, 2);
         QCOMPARE(again.window().sidebar()->currentId(), conversations->front().id);
+
+        // Reopening the conversation imported round 1 from its snapshot: only the system prompt (BOS) was computed.
+        QTRY_COMPARE_WITH_TIMEOUT(restored.count(), 1, kTimeoutMs);
+        const auto done = restored.front().front().value<app::RestoreDone>();
+        QCOMPARE(done.conversationId, conversations->front().id);
+        QCOMPARE(done.restoredRounds, 1);
+        QCOMPARE(done.recomputedRounds, 0);
+        QVERIFY(done.restoredTokens > 0);
+        QVERIFY2(done.prefilledTokens <= 1, qPrintable(QString::number(done.prefilledTokens)));
+        QVERIFY(again.window().statusBar()->currentMessage().startsWith(QStringLiteral("Restored 1 rounds")));
+        // The restored session continues the conversation.
+        ui::ChatInput* input = again.window().chat()->input();
+        QTest::keyClicks(input, QStringLiteral("The end"));
+        QTest::keyClick(input, Qt::Key_Return);
+        QTRY_VERIFY_WITH_TIMEOUT(answered(messagesOf(again), 4), kTimeoutMs);
     }
 
     void badModelFileGivesActionableError() {
