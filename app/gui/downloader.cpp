@@ -145,6 +145,17 @@ void Downloader::onFinished(const QString& id) {
     onReadyRead(id);
     if (!job(id))
         return;  // the last write failed
+    // A server that drops the connection can end the reply without an error; a body shorter than its
+    // Content-Length is an interruption, and the part stays for a resume.
+    const QVariant length = reply->header(QNetworkRequest::ContentLengthHeader);
+    if (length.isValid() && j->received < j->offset + length.toLongLong()) {
+        fail(id, int(ErrorCode::NetworkError),
+             QStringLiteral("%1 closed the connection after %2 of %3 bytes")
+                 .arg(j->request.url.toString())
+                 .arg(j->received)
+                 .arg(j->offset + length.toLongLong()));
+        return;
+    }
     j->file.close();
     const QString actual = QString::fromLatin1(j->hash.result().toHex());
     const DownloadRequest request = j->request;
