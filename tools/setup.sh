@@ -15,7 +15,7 @@ packages=(build-essential cmake ninja-build pkg-config git
           qt6-base-dev qt6-charts-dev libqt6sql6-sqlite libgl-dev
           libsqlite3-dev sqlite3 libsentencepiece-dev libgtest-dev nlohmann-json3-dev
           clang-14 libclang-rt-14-dev python3 python3-jinja2
-          xvfb xauth desktop-file-utils appstream dpkg-dev fakeroot)
+          xvfb xauth xdotool imagemagick desktop-file-utils appstream dpkg-dev fakeroot)
 if [ "${ROUNDCHAT_NO_APT:-0}" != 1 ]; then
     missing=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${packages[@]}" 2>/dev/null | awk '$1!="ii"{print $2}' || true)
     if [ -n "$missing" ] || ! dpkg-query -W "${packages[@]}" >/dev/null 2>&1; then
@@ -57,6 +57,10 @@ test)
     # The parsers again under AddressSanitizer and UndefinedBehaviorSanitizer.
     build build-asan Debug -DROUNDCHAT_SANITIZE=ON -DROUNDCHAT_BUILD_UI=OFF -DROUNDCHAT_CUDA=OFF
     (cd build-asan && ctest --output-on-failure -j"$jobs" --timeout 900 -L parser)
+    if [ "${CI:-}" = true ]; then
+        # The .deb: build it, install it with apt, smoke-test the installed app headlessly, remove it.
+        bash tools/package_smoke.sh build
+    fi
     ;;
 *)
     echo "usage: $0 run|test" >&2

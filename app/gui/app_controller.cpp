@@ -65,7 +65,9 @@ AppController::~AppController() {
 
 QString AppController::bundledStoryModel() {
     const QString appDir = QCoreApplication::applicationDirPath();
-    QStringList candidates{appDir + QStringLiteral("/../share/roundchat/models/") + kStoryModelFile,
+    // The installed copy, found relative to the executable so the .deb (prefix /usr) and `cmake --install --prefix`
+    // both work; then the XDG data directories; then, for a build-tree run, the source tree.
+    QStringList candidates{appDir + QStringLiteral("/" ROUNDCHAT_MODELS_FROM_BINDIR "/") + kStoryModelFile,
                            QStandardPaths::locate(QStandardPaths::GenericDataLocation,
                                                   QStringLiteral("roundchat/models/") + kStoryModelFile)};
 #ifdef ROUNDCHAT_BUILD_TREE_MODELS
@@ -103,8 +105,9 @@ void AppController::start() {
     if (model.isEmpty() || (!QFileInfo::exists(model) && m_modelOverride.isEmpty()))
         model = bundledStoryModel();
     if (model.isEmpty()) {
-        m_window->chat()->showError(tr("No model yet. Download a chat model or open a GGUF file."),
-                                    tr("Choose model…"), kActionOpenModel);
+        const QString text = tr("No model yet. Download a chat model or open a GGUF file.");
+        m_window->chat()->showError(text, tr("Choose model…"), kActionOpenModel);
+        Q_EMIT errorShown(text);
         m_window->showPage(ui::MainWindow::Page::Models);
         return;
     }
@@ -168,6 +171,8 @@ void AppController::connectInference() {
             m_hostMemoryTimer.stop();
         else
             m_hostMemoryTimer.start();
+        // The log lines on stderr let tests/ui/e2e_xvfb_app_test.sh follow the real executable from outside.
+        qInfo("model ready: %s on %s", qPrintable(info.name), qPrintable(backend));
         if (!info.fallbackReason.isEmpty() && m_values.backend != ui::BackendChoice::Cpu) {
             qInfo("CPU fallback: %s", qPrintable(info.fallbackReason));
             m_window->chat()->errorBar()->showMessage(
@@ -186,6 +191,7 @@ void AppController::connectInference() {
         if (!info.templateNotice.isEmpty())
             m_window->statusBar()->showMessage(info.templateNotice, 10000);
         requestRestore();
+        Q_EMIT modelReady(info);
     });
     connect(&m_inference, &InferenceController::tokenChunk, this,
             [this](const TokenChunk& c) { m_messages.appendToStreaming(c.requestId, c.text); });
@@ -207,6 +213,11 @@ void AppController::connectInference() {
             answer.round = ex.round;
             answer.recall = d.recall;
             m_messages.finishStreaming(d.requestId, answer);
+            const QModelIndex shown = m_messages.index(m_messages.rowCount() - 1);
+            qInfo("answer done: conversation %lld round %d; badge \"%s\"; dashboard answers %d",
+                  ex.conversationId, ex.round,
+                  qPrintable(m_messages.data(shown, ui::MessageListModel::BadgeTextRole).toString()),
+                  m_window->dashboard()->answerCount());
             m_lastSaveRequest = m_storage.appendMessage(ex.conversationId, answer,
                                                         ex.userMessageId ? 0 : ex.userSaveRequest, d.recallScores);
             if (!d.roundKv.bytes.isEmpty())  // queued after the answer's save, so its round is on the branch
@@ -218,6 +229,8 @@ void AppController::connectInference() {
             showError(int(ErrorCode::ContextFull), ErrorContext::Generate, {}, {});
     });
     connect(&m_inference, &InferenceController::restored, this, [this](const RestoreDone& r) {
+        qInfo("conversation %lld: restored %d rounds from disk (%d tokens); %d rounds recomputed; %d tokens prefilled",
+              r.conversationId, r.restoredRounds, r.restoredTokens, r.recomputedRounds, r.prefilledTokens);
         if (r.restoredRounds + r.recomputedRounds > 0) {
             QString text = tr("Restored %1 rounds from disk").arg(r.restoredRounds);
             if (r.recomputedRounds > 0)
@@ -564,6 +577,7 @@ void AppController::showError(int code, ErrorContext context, const QString& sub
     if (msg.text.isEmpty())
         return;
     m_window->chat()->showError(msg.text, msg.actionText, msg.actionId);
+    Q_EMIT errorShown(msg.text);
 }
 
 void AppController::onErrorAction(const QString& actionId) {

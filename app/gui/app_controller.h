@@ -38,6 +38,10 @@ public:
 Q_SIGNALS:
     // A reopened conversation's session was rebuilt (after the status bar said how).
     void conversationRestored(const app::RestoreDone& done);
+    // The model is loaded and the input accepts messages (the headless smoke test waits for this).
+    void modelReady(const app::ModelInfo& info);
+    // An error sentence was shown to the user in the chat pane.
+    void errorShown(const QString& text);
 
 private:
     struct Exchange {  // the answer being generated
