@@ -9,25 +9,9 @@
 namespace storage {
 namespace {
 
-using test::openOrDie;
-using test::TempDir;
 
-class ChatStoreTest : public ::testing::Test {
+class ChatStoreTest : public test::ChatStoreFixture {
 protected:
-    TempDir m_dir;
-    Database m_db = openOrDie(m_dir.file("chat.db"));
-    ChatStore m_chats{m_db};
-
-    int64_t append(int64_t conversation, int64_t parent, Role role, const std::string& text) {
-        Message m;
-        m.conversationId = conversation;
-        m.parentId = parent;
-        m.role = role;
-        m.text = text;
-        Result<int64_t> id = m_chats.appendMessage(m);
-        EXPECT_TRUE(id.ok()) << id.error().toString();
-        return id.ok() ? *id : 0;
-    }
     std::vector<std::string> pathTexts(int64_t conversation) {
         std::vector<std::string> out;
         const std::vector<Message> path = *m_chats.activePath(conversation);

@@ -9,24 +9,8 @@ namespace storage {
 namespace {
 
 using nlohmann::json;
-using test::openOrDie;
-using test::TempDir;
 
-class ExportTest : public ::testing::Test {
-protected:
-    TempDir m_dir;
-    Database m_db = openOrDie(m_dir.file("chat.db"));
-    ChatStore m_chats{m_db};
-
-    int64_t append(int64_t conversation, int64_t parent, Role role, const std::string& text) {
-        Message m;
-        m.conversationId = conversation;
-        m.parentId = parent;
-        m.role = role;
-        m.text = text;
-        return *m_chats.appendMessage(m);
-    }
-};
+using ExportTest = test::ChatStoreFixture;
 
 const std::string kTricky =
     std::string("quote \" backslash \\ nul ") + std::string(1, '\0') + " emoji \xF0\x9F\x8E\x89";

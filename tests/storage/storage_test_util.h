@@ -1,6 +1,7 @@
 // Helpers shared by the storage tests: a temporary folder and deterministic snapshot bytes.
 #pragma once
 
+#include "storage/chat_store.h"
 #include "storage/database.h"
 #include "storage/records.h"
 
@@ -68,5 +69,24 @@ inline Database openOrDie(const std::string& path, OpenOptions options = {}) {
     }
     return std::move(*db);
 }
+
+// A fresh database with a ChatStore, and a helper that appends one message (failing the test if it cannot).
+class ChatStoreFixture : public ::testing::Test {
+protected:
+    TempDir m_dir;
+    Database m_db = openOrDie(m_dir.file("chat.db"));
+    ChatStore m_chats{m_db};
+
+    int64_t append(int64_t conversation, int64_t parent, Role role, const std::string& text) {
+        Message m;
+        m.conversationId = conversation;
+        m.parentId = parent;
+        m.role = role;
+        m.text = text;
+        Result<int64_t> id = m_chats.appendMessage(m);
+        EXPECT_TRUE(id.ok()) << id.error().toString();
+        return id.ok() ? *id : 0;
+    }
+};
 
 }  // namespace storage::test
