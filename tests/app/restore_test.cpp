@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/inference/fixtures.h"
 #include "inference/model.h"
 #include "inference/session.h"
 #include "storage/chat_store.h"
@@ -21,7 +22,7 @@ namespace {
 
 using namespace inference;
 
-const std::string kModelPath = std::string(ROUNDCHAT_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& kModelPath = inference::test::kStoriesModelPath;
 const char* const kQuestions[] = {"Tell me about a cat.", "Where did the dog go?", "Lily had a red ball."};
 const char* const kNextQuestion = "What did the cat say?";
 

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/inference/fixtures.h"
 #include "inference/backend.h"
 #include "inference/generation.h"
 #include "inference/completion.h"
@@ -17,15 +18,9 @@
 namespace inference {
 namespace {
 
-const std::string kModelPath = std::string(ROUNDCHAT_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& kModelPath = test::kStoriesModelPath;
 
-const nlohmann::json& reference() {
-    static const nlohmann::json ref = [] {
-        std::ifstream in(std::string(ROUNDCHAT_SHARED_DIR) + "/models/reference_public.json");
-        return nlohmann::json::parse(in);
-    }();
-    return ref;
-}
+using test::referenceJson;
 
 std::unique_ptr<Model> loadModel(int threads) {
     LoadOptions options;
@@ -56,7 +51,7 @@ std::vector<float> lastLogits(BackendContext& ctx) {
 TEST(CpuBackend, ConfigMatchesReferenceHparams) {
     std::unique_ptr<Model> model = loadModel(2);
     ASSERT_TRUE(model);
-    const nlohmann::json& h = reference()["hparams"];
+    const nlohmann::json& h = referenceJson()["hparams"];
     const ModelConfig& c = model->config();
     EXPECT_EQ(c.nVocab, h["n_vocab"].get<int>());
     EXPECT_EQ(c.dim, h["n_embd"].get<int>());
@@ -78,7 +73,7 @@ TEST(CpuBackend, ReferenceCasesLogitsAndGreedyIds) {
     std::unique_ptr<Model> model = loadModel(2);
     ASSERT_TRUE(model);
     const int nLayers = model->config().nLayers;
-    for (const nlohmann::json& c : reference()["cases"]) {
+    for (const nlohmann::json& c : referenceJson()["cases"]) {
         SCOPED_TRACE(c["name"].get<std::string>());
         const std::vector<int32_t> prompt = c["prompt_ids"].get<std::vector<int32_t>>();
         const std::vector<int32_t> greedy = c["greedy_ids"].get<std::vector<int32_t>>();
@@ -116,7 +111,7 @@ TEST(CpuBackend, MultiRoundThroughRoundSegmentedCache) {
     std::unique_ptr<Model> model = loadModel(2);
     ASSERT_TRUE(model);
     const int nLayers = model->config().nLayers;
-    const nlohmann::json& mr = reference()["multi_round"];
+    const nlohmann::json& mr = referenceJson()["multi_round"];
     Result<std::unique_ptr<BackendContext>> ctx = model->backend().createContext(512);
     ASSERT_TRUE(ctx.ok());
     std::vector<int32_t> fed;
@@ -162,7 +157,7 @@ TEST(CpuBackend, ThreadCountDoesNotChangeLogits) {
     std::unique_ptr<Model> one = loadModel(1);
     std::unique_ptr<Model> four = loadModel(4);
     ASSERT_TRUE(one && four);
-    const std::vector<int32_t> prompt = reference()["multi_round"]["full_ids"].get<std::vector<int32_t>>();
+    const std::vector<int32_t> prompt = referenceJson()["multi_round"]["full_ids"].get<std::vector<int32_t>>();
     std::vector<std::vector<float>> results;
     for (Model* m : {one.get(), four.get()}) {
         Result<std::unique_ptr<BackendContext>> ctx = m->backend().createContext(512);
@@ -267,7 +262,7 @@ TEST(CpuBackend, ImportedRoundsGiveIdenticalLogits) {
 TEST(CpuBackend, GoldenGreedyCompletion) {
     std::unique_ptr<Model> model = loadModel(2);
     ASSERT_TRUE(model);
-    const nlohmann::json& c = reference()["cases"][0];
+    const nlohmann::json& c = referenceJson()["cases"][0];
     CompletionOptions options;
     options.sampler.temperature = 0.0f;
     options.sampler.repeatPenalty = 1.0f;

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/inference/fixtures.h"
 #include "inference/backend.h"
 #include "inference/generation.h"
 #include "inference/model.h"
@@ -20,15 +21,9 @@
 namespace inference {
 namespace {
 
-const std::string kModelPath = std::string(ROUNDCHAT_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& kModelPath = test::kStoriesModelPath;
 
-const nlohmann::json& reference() {
-    static const nlohmann::json ref = [] {
-        std::ifstream in(std::string(ROUNDCHAT_SHARED_DIR) + "/models/reference_public.json");
-        return nlohmann::json::parse(in);
-    }();
-    return ref;
-}
+using test::referenceJson;
 
 std::unique_ptr<Model> load(const std::string& path, BackendKind kind) {
     LoadOptions options;
@@ -79,7 +74,7 @@ TEST(CudaBackend, ReferenceCasesLogitsAndGreedyIds) {
     std::unique_ptr<Model> model = load(kModelPath, BackendKind::Cuda);
     ASSERT_TRUE(model);
     const int nLayers = model->config().nLayers;
-    for (const nlohmann::json& c : reference()["cases"]) {
+    for (const nlohmann::json& c : referenceJson()["cases"]) {
         SCOPED_TRACE(c["name"].get<std::string>());
         const std::vector<int32_t> prompt = c["prompt_ids"].get<std::vector<int32_t>>();
         const std::vector<int32_t> greedy = c["greedy_ids"].get<std::vector<int32_t>>();
@@ -107,7 +102,7 @@ TEST(CudaBackend, MatchesCpuOnRoundViewsScoresAndEdits) {
     std::unique_ptr<Model> cpu = load(kModelPath, BackendKind::Cpu);
     ASSERT_TRUE(gpu && cpu);
     const int nLayers = gpu->config().nLayers;
-    const std::vector<int32_t> full = reference()["multi_round"]["full_ids"].get<std::vector<int32_t>>();
+    const std::vector<int32_t> full = referenceJson()["multi_round"]["full_ids"].get<std::vector<int32_t>>();
     const std::vector<int32_t> r0(full.begin(), full.begin() + 40);
     const std::vector<int32_t> r1(full.begin() + 40, full.begin() + 90);
     const std::vector<int32_t> r2(full.begin() + 90, full.begin() + 100);

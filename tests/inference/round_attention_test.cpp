@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/inference/fixtures.h"
 #include "inference/backend.h"
 #include "inference/generation.h"
 #include "inference/calibration.h"
@@ -22,7 +23,7 @@
 namespace inference {
 namespace {
 
-const std::string kModelPath = std::string(ROUNDCHAT_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& kModelPath = test::kStoriesModelPath;
 
 std::unique_ptr<Model> loadModel() {
     LoadOptions options;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/inference/fixtures.h"
 #include "inference/generation.h"
 #include "inference/model.h"
 #include "inference/session.h"
@@ -14,7 +15,7 @@
 namespace inference {
 namespace {
 
-const std::string kModelPath = std::string(ROUNDCHAT_SHARED_DIR) + "/models/stories260K.gguf";
+const std::string& kModelPath = test::kStoriesModelPath;
 
 std::unique_ptr<Model> loadModel(int contextLength = 0) {
     LoadOptions options;

@@ -5,6 +5,7 @@
 #include "ui/message_delegate.h"
 #include "ui/message_list_model.h"
 #include "ui/types.h"
+#include "widget_test_util.h"
 
 #include <QAbstractItemModelTester>
 #include <QSignalSpy>
@@ -14,14 +15,7 @@ using namespace ui;
 
 namespace {
 
-MessageData message(qint64 id, MessageRole role, const QString& text, int round) {
-    MessageData m;
-    m.id = id;
-    m.role = role;
-    m.text = text;
-    m.round = round;
-    return m;
-}
+using ui::test::message;
 
 ConversationInfo conversation(qint64 id, const QString& title, bool pinned, int minutesAgo) {
     ConversationInfo c;

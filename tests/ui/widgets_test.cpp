@@ -12,6 +12,7 @@
 #include "ui/model_manager.h"
 #include "ui/settings_dialog.h"
 #include "ui/vram_dashboard.h"
+#include "widget_test_util.h"
 
 #include <QApplication>
 #include <QClipboard>
@@ -29,14 +30,7 @@ using namespace ui;
 
 namespace {
 
-MessageData message(qint64 id, MessageRole role, const QString& text, int round) {
-    MessageData m;
-    m.id = id;
-    m.role = role;
-    m.text = text;
-    m.round = round;
-    return m;
-}
+using ui::test::message;
 
 RecallBadge badge(QList<int> rounds, int total) {
     RecallBadge b;
