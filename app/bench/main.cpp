@@ -1,6 +1,7 @@
 // roundchat-bench: throughput in the manner of llama-bench, plus two subcommands.
 //   roundchat-bench -m M.gguf [-m M2.gguf ...] [-p 512,2048] [-n 128] [-d 0,4096,16384] [-r 5] [...] [-o json|md]
 //   roundchat-bench rounds -m M.gguf [--conversations N] [--mode story|needle]
+//   roundchat-bench recall -m M.gguf --data heldout_d10.jsonl,... (answer accuracy, full KV vs Round Attention)
 //   roundchat-bench search [--messages 10000] [--queries 200]
 // Throughput tests drive the backend directly (inference/backend.h) with random token ids from a fixed seed:
 // ppN prefills N tokens in one batch, tgN decodes N single tokens; both at a depth d the cache was first filled to
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -29,6 +31,7 @@
 #include "inference/backend.h"
 #include "inference/gguf.h"
 #include "inference/model.h"
+#include "inference/recall_eval.h"
 #include "inference/round_bench.h"
 #include "storage/chat_store.h"
 #include "storage/database.h"
@@ -50,6 +53,8 @@ constexpr const char* kUsage = R"(usage:
     --threads N        CPU threads (default: hardware concurrency)
     -o FMT             json|md (default md)
   roundchat-bench rounds -m M.gguf [--conversations N] [--mode story|needle] [--backend B] [--threads N]
+  roundchat-bench recall -m M.gguf --data A.jsonl[,B.jsonl] [--limit N] [--backend B] [--watershed L]
+                         [--max-rounds N] [--recall-mass F]
   roundchat-bench search [--messages N] [--queries N]
 )";
 
@@ -517,6 +522,107 @@ int runRounds(const Args& a) {
     return 0;
 }
 
+// ---- recall: answer accuracy on recall conversations, full KV against Round Attention ---------------------------------
+
+// One JSONL file of tools/train_recall_model/data.py (schema in its README), at most `limit` cases (0: all).
+Result<std::vector<inference::RecallCase>> readRecallCases(const std::string& path, int limit) {
+    std::ifstream in(path);
+    if (!in)
+        return roundchat::Error{roundchat::ErrorCode::FileNotFound, "cannot open " + path};
+    std::vector<inference::RecallCase> cases;
+    std::string line;
+    for (int lineNo = 1; std::getline(in, line) && (limit == 0 || static_cast<int>(cases.size()) < limit); ++lineNo) {
+        if (line.empty())
+            continue;
+        const json j = json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object())
+            return roundchat::Error{roundchat::ErrorCode::CorruptFile,
+                                    path + ":" + std::to_string(lineNo) + ": not a JSON object"};
+        try {
+            inference::RecallCase c;
+            c.depth = j.at("depth").get<int>();
+            c.system = j.at("system").get<std::string>();
+            for (const json& r : j.at("rounds"))
+                c.rounds.push_back({r.at("user").get<std::string>(), r.at("assistant").get<std::string>()});
+            c.question = j.at("question").get<std::string>();
+            c.answer = j.at("answer").get<std::string>();
+            c.factRound = j.at("fact_round").get<int>();
+            cases.push_back(std::move(c));
+        } catch (const json::exception& e) {
+            return roundchat::Error{roundchat::ErrorCode::CorruptFile,
+                                    path + ":" + std::to_string(lineNo) + ": " + e.what()};
+        }
+    }
+    return cases;
+}
+
+json modeJson(const inference::RecallModeStats& s) {
+    return {{"cases", s.cases},
+            {"exact", s.exact},
+            {"accuracy", s.accuracy()},
+            {"fact_recall_rate", s.factRecallRate()},
+            {"mean_kv_vram_share", s.meanKvVramShare()},
+            {"mean_recalled_rounds", s.cases ? s.recalledRoundsSum / s.cases : 0.0},
+            {"mean_first_token_ms", s.cases ? s.firstTokenMsSum / s.cases : 0.0}};
+}
+
+int runRecall(const Args& a) {
+    if (a.models.size() != 1)
+        return usageError("recall takes exactly one -m MODEL");
+    int threads = 0, limit = 0, watershed = -1, maxRounds = inference::RoundAttentionOptions{}.maxRecalledRounds;
+    if (!readInt(a, "--threads", threads) || !readInt(a, "--limit", limit) || !readInt(a, "--watershed", watershed) ||
+        !readInt(a, "--max-rounds", maxRounds))
+        return usageError("malformed number");
+    std::optional<inference::BackendKind> backend = parseBackend(flagOr(a, "--backend", "auto"));
+    const std::string data = flagOr(a, "--data", "");
+    if (!backend || data.empty() || flagOr(a, "-o", "json") != "json")
+        return usageError("recall needs --data FILE[,FILE...] and a valid --backend (JSON output only)");
+    if (std::string bad = unknownFlag(a, {"--data", "--limit", "--threads", "--backend", "--watershed",
+                                          "--max-rounds", "--recall-mass", "-o"});
+        !bad.empty())
+        return usageError("unknown flag " + bad);
+    inference::RecallEvalOptions eval;
+    eval.rounds.watershedLayer = watershed;
+    eval.rounds.maxRecalledRounds = maxRounds;
+    const std::string mass = flagOr(a, "--recall-mass", std::to_string(eval.rounds.recallMass));
+    char* end = nullptr;
+    eval.rounds.recallMass = std::strtof(mass.c_str(), &end);
+    if (end == mass.c_str() || *end != '\0' || !(eval.rounds.recallMass > 0.0f && eval.rounds.recallMass <= 1.0f))
+        return usageError("--recall-mass must be in (0, 1]");
+
+    std::vector<inference::RecallCase> cases;
+    for (size_t start = 0; start <= data.size();) {
+        const size_t comma = std::min(data.find(',', start), data.size());
+        Result<std::vector<inference::RecallCase>> some = readRecallCases(data.substr(start, comma - start), limit);
+        if (!some)
+            return fail("--data", some.error());
+        cases.insert(cases.end(), some->begin(), some->end());
+        start = comma + 1;
+    }
+    inference::LoadOptions load;
+    load.backend = *backend;
+    load.threads = threads;
+    Result<std::unique_ptr<inference::Model>> model = inference::Model::load(a.models[0], load);
+    if (!model)
+        return fail(a.models[0], model.error());
+    const Clock::time_point t0 = Clock::now();
+    Result<std::vector<inference::RecallDepthReport>> r = inference::evaluateRecall(**model, cases, eval);
+    if (!r)
+        return fail("evaluateRecall", r.error());
+    json depths = json::array();
+    for (const inference::RecallDepthReport& d : *r)
+        depths.push_back({{"depth", d.depth}, {"full_kv", modeJson(d.full)}, {"round_attention", modeJson(d.round)}});
+    const json out = {{"model_filename", a.models[0]},
+                      {"backends", backendName((*model)->backendInfo().kind)},
+                      {"watershed_layer", watershed},
+                      {"recall_mass", eval.rounds.recallMass},
+                      {"max_recalled_rounds", eval.rounds.maxRecalledRounds},
+                      {"seconds", secondsSince(t0)},
+                      {"depths", depths}};
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+}
+
 // ---- search: full-text search latency -----------------------------------------------------------------------------
 
 // Pseudo-words from syllables, drawn with a skewed distribution so that some words are frequent and most are rare,
@@ -645,12 +751,14 @@ int main(int argc, char** argv) {
         return 0;
     }
     const std::string_view command = argc >= 2 ? argv[1] : "";
-    const bool sub = command == "rounds" || command == "search";
+    const bool sub = command == "rounds" || command == "recall" || command == "search";
     std::optional<Args> args = parseArgs(argc, argv, sub ? 2 : 1);
     if (!args)
         return usageError("expected -flag VALUE pairs");
     if (command == "rounds")
         return runRounds(*args);
+    if (command == "recall")
+        return runRecall(*args);
     if (command == "search")
         return runSearch(*args);
     return runThroughput(*args);
