@@ -178,6 +178,81 @@ struct Codec<GgmlType::Q6_K> {
     }
 };
 
+// ---- Integer path (Q8_0, Q4_0): dot products of weight blocks with an int8-quantised activation ----
+// A lane takes a pair of blocks (64 elements: 68 bytes of Q8_0, 36 of Q4_0). Rows of whole pairs are 4-byte
+// aligned, so a pair is read as 32-bit words; the first block's payload starts 2 bytes into a word and is realigned
+// with funnel shifts. The activation of a pair comes in two int8 levels (kernels/fused_ref.h), 64 values each as 16
+// words (hi, lo), with per-block float4 {d, d / 254, d sum(q) + d / 254 sum(r), 0}.
+
+// Bytes 2..5 + 4k of a word array, as one word.
+__device__ inline int shiftedWord(const uint32_t* w, int k) {
+    return static_cast<int>(__funnelshift_r(w[k], w[k + 1], 16));
+}
+
+// dot of 4 packed int8 weights with both activation levels: sums {hi, lo} += ...
+__device__ inline void dp4a2(int w, int hi, int lo, int2& s) {
+    s.x = __dp4a(w, hi, s.x);
+    s.y = __dp4a(w, lo, s.y);
+}
+
+template <int N>
+__device__ inline void loadPair(const uint8_t* pair, uint32_t (&w)[N]) {
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(pair);
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        w[i] = __ldg(p + i);
+}
+
+template <GgmlType T>
+struct IntCodec;
+
+template <>
+struct IntCodec<GgmlType::Q8_0> {
+    static constexpr int kPairBytes = 2 * sizeof(BlockQ8_0);
+    // Words: [d0 | qs0 0..1], qs0 2..29 (7 words), [qs0 30..31 | d1], qs1 (8 words).
+    __device__ static float pairDot(const uint8_t* pair, const int (&hi)[16], const int (&lo)[16], float4 s0,
+                                    float4 s1) {
+        uint32_t w[kPairBytes / 4];
+        loadPair(pair, w);
+        int2 a = make_int2(0, 0), b = make_int2(0, 0);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            dp4a2(shiftedWord(w, k), hi[k], lo[k], a);
+            dp4a2(static_cast<int>(w[9 + k]), hi[8 + k], lo[8 + k], b);
+        }
+        const float d0 = halfBits(static_cast<uint16_t>(w[0] & 0xffff));
+        const float d1 = halfBits(static_cast<uint16_t>(w[8] >> 16));
+        return d0 * (s0.x * static_cast<float>(a.x) + s0.y * static_cast<float>(a.y)) +
+               d1 * (s1.x * static_cast<float>(b.x) + s1.y * static_cast<float>(b.y));
+    }
+};
+
+template <>
+struct IntCodec<GgmlType::Q4_0> {
+    static constexpr int kPairBytes = 2 * sizeof(BlockQ4_0);
+    // Words: [d0 | qs0 0..1], qs0 2..13 (3 words), [qs0 14..15 | d1], qs1 (4 words). Byte j of qs holds elements j
+    // (low nibble) and j + 16 (high nibble); a nibble n stands for n - 8, so dot = d (sum n x - 8 sum x).
+    __device__ static float pairDot(const uint8_t* pair, const int (&hi)[16], const int (&lo)[16], float4 s0,
+                                    float4 s1) {
+        uint32_t w[kPairBytes / 4];
+        loadPair(pair, w);
+        int2 a = make_int2(0, 0), b = make_int2(0, 0);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const int p = shiftedWord(w, k);
+            const int q = static_cast<int>(w[5 + k]);
+            dp4a2(p & 0x0f0f0f0f, hi[k], lo[k], a);
+            dp4a2((p >> 4) & 0x0f0f0f0f, hi[4 + k], lo[4 + k], a);
+            dp4a2(q & 0x0f0f0f0f, hi[8 + k], lo[8 + k], b);
+            dp4a2((q >> 4) & 0x0f0f0f0f, hi[12 + k], lo[12 + k], b);
+        }
+        const float d0 = halfBits(static_cast<uint16_t>(w[0] & 0xffff));
+        const float d1 = halfBits(static_cast<uint16_t>(w[4] >> 16));
+        return d0 * (s0.x * static_cast<float>(a.x) + s0.y * static_cast<float>(a.y) - 8.0f * s0.z) +
+               d1 * (s1.x * static_cast<float>(b.x) + s1.y * static_cast<float>(b.y) - 8.0f * s1.z);
+    }
+};
+
 // Calls f(Codec<T>{}) for a runtime type; returns false for a type without a device codec.
 template <typename F>
 __host__ inline bool dispatchType(GgmlType type, F&& f) {
