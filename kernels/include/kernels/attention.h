@@ -3,6 +3,8 @@
 // in logical order, and a key is visible iff its position <= the query's position. One kernel serves prefill
 // (many query tokens, causal by position, flash-style online softmax over key tiles) and decode (one token,
 // split-K over the keys into nSplits partial results with their log-sum-exp, merged by a second kernel).
+// Head dims 64 and 128 run on fp16 tensor cores (sm_75+): the scaled queries and the probabilities are rounded to
+// fp16 (scores and outputs within ~1e-3 of float maths); other head dims use float maths throughout.
 // Spans, their count and positions live in device memory, so a captured decode graph reads each step's values.
 // Thread safety: launchers enqueue on the given stream; call them from the thread that owns the CUDA state.
 #pragma once
