@@ -105,7 +105,8 @@ Status runConversation(const Model& model, const BenchConversation& conv, const 
         if (!ctx)
             return ctx.error();
         RoundAttentionOptions ro = options.rounds;
-        ro.mode = m == 0 ? KvMode::FullKv : KvMode::RoundAttention;
+        ro.mode = m == 0 ? KvMode::FullKv : options.comparedMode;
+        ro.sharing.enabled = m == 1 && options.rounds.sharing.enabled;  // the reference is plain full KV
         runs[m].ctx = std::move(*ctx);
         runs[m].ra = std::make_unique<RoundAttention>(config, ro, options.calibratedWatershed);
     }

@@ -1,7 +1,7 @@
 // roundchat-cli: raw completion of a prompt (one-shot) or an interactive chat on stdin/stdout.
 //   roundchat-cli --model M.gguf --prompt "Once upon a time" [-n 64] [--json] [sampling flags]
 //   roundchat-cli chat --model M.gguf [--system "..."] [sampling flags]
-//   roundchat-cli calibrate --model M.gguf [--out DIR]
+//   roundchat-cli calibrate --model M.gguf [--out DIR] [--sharing-sink N] [--sharing-window N] [--sharing-js T]
 #include <charconv>
 #include <cstdio>
 #include <iostream>
@@ -26,7 +26,12 @@ constexpr const char* kUsage = R"(Usage:
   roundchat-cli --model M.gguf --prompt TEXT [options]     raw completion (no chat template, BOS added)
   roundchat-cli chat --model M.gguf [--system TEXT] [options]  interactive chat on stdin (EOF ends)
   roundchat-cli calibrate --model M.gguf [--out DIR]       choose the Round Attention watershed layer L_w and
-                                                           store it in DIR/<fingerprint>.json (default DIR: .)
+                                                           store it in DIR/<fingerprint>.json (default DIR: .);
+                                                           then group layers for inter-layer KV sharing and store
+                                                           the groups in DIR/<fingerprint>.kv_sharing.json
+  calibrate options: --sharing-sink N (16), --sharing-window N (4080): the proximal tokens; --sharing-js T (0.1):
+                     a layer joins a group while its normalised Jensen-Shannon divergence to the group's first
+                     layer's attention over distant tokens is at most T
 Options:
   -n N                  tokens to generate (default 64; chat: 512)
   --temp T              temperature, <= 0 is greedy (default 0.8)
@@ -42,6 +47,7 @@ enum class Command { Complete, Chat, Calibrate };
 struct CliOptions {
     Command command = Command::Complete;
     std::string outDir = ".";
+    KvSharingCalibrationOptions sharing;
     std::string model;
     std::optional<std::string> prompt;
     std::string system;
@@ -97,6 +103,12 @@ std::optional<std::string> parseArgs(int argc, char** argv, CliOptions& o) {
             o.system = val;
         else if (arg == "--out")
             o.outDir = val;
+        else if (arg == "--sharing-sink")
+            ok = parseNumber(val, o.sharing.sinkTokens);
+        else if (arg == "--sharing-window")
+            ok = parseNumber(val, o.sharing.windowTokens);
+        else if (arg == "--sharing-js")
+            ok = parseNumber(val, o.sharing.maxJs);
         else if (arg == "-n")
             ok = parseNumber(val, o.maxTokens);
         else if (arg == "--temp")
@@ -296,6 +308,32 @@ Result<TokenConversation> renderGenericChat(const Model& model, const char* cons
     return conv;
 }
 
+// Layer groups for inter-layer KV sharing, from the same conversations. Conversations with no distant token for the
+// window (a short-context model with the default window) are reported, not an error: the watershed is still saved.
+int calibrateSharing(const Model& model, const std::vector<TokenConversation>& conversations, const CliOptions& o) {
+    Result<KvSharingCalibration> s = calibrateKvSharing(model, conversations, o.sharing);
+    if (!s) {
+        if (s.error().code != ErrorCode::InvalidArgument)
+            return fail("KV sharing calibration failed", s.error());
+        std::cout << "KV sharing: not calibrated: " << s.error().detail << " (try a smaller --sharing-window)\n";
+        return 0;
+    }
+    std::cout << "KV sharing: normalised JS between the layers' attention over distant tokens (" << s->samples
+              << " query-head samples; sink " << s->sinkTokens << ", window " << s->windowTokens << ")\n";
+    for (int a = 0; a < s->nLayers; ++a) {
+        std::printf("%5d ", a);
+        for (int b = 0; b < s->nLayers; ++b) std::printf(" %6.3f", s->js[static_cast<size_t>(a * s->nLayers + b)]);
+        std::printf("\n");
+    }
+    std::cout << "groups (first layers) at JS <= " << s->maxJs << ":";
+    for (int g : s->groupStarts) std::cout << " " << g;
+    std::cout << "\n";
+    if (Status st = saveKvSharingCalibration(o.outDir, model.fingerprint(), *s); !st)
+        return fail("cannot save the KV sharing calibration", st.error());
+    std::cout << "saved to " << o.outDir << "/" << model.fingerprint() << ".kv_sharing.json\n";
+    return 0;
+}
+
 int runCalibrate(const Model& model, const CliOptions& o) {
     std::vector<TokenConversation> conversations;
     // Story conversations fit stories260K-sized models (512-token context, TinyStories vocabulary).
@@ -326,7 +364,7 @@ int runCalibrate(const Model& model, const CliOptions& o) {
     if (Status st = saveCalibration(o.outDir, model.fingerprint(), *r); !st)
         return fail("cannot save the calibration", st.error());
     std::cout << "saved to " << o.outDir << "/" << model.fingerprint() << ".json\n";
-    return 0;
+    return calibrateSharing(model, conversations, o);
 }
 
 }  // namespace

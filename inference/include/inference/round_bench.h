@@ -23,6 +23,9 @@ struct BenchConversation {
 
 struct RoundQualityOptions {
     RoundAttentionOptions rounds;  // mode is ignored: both modes run; the rest configures Round Attention
+    // The mode of the run compared with plain full KV. rounds.sharing applies to that run only, so FullKv with
+    // sharing enabled measures inter-layer KV sharing alone.
+    KvMode comparedMode = KvMode::RoundAttention;
     int calibratedWatershed = -1;
     int greedyTokens = 16;         // greedy continuation compared after the final question
 };
