@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "backend.h"
+#include "cuda_plugin.h"
 #include "sha256.h"
 
 namespace inference {
@@ -117,15 +118,11 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
     const BackendOptions backendOptions{options.threads};
     std::string fallbackReason;
     if (options.backend != BackendKind::Cpu) {
-#ifdef ROUNDCHAT_HAVE_CUDA
-        Result<std::unique_ptr<Backend>> cuda = createCudaBackend(model->m_config, model->m_weights, backendOptions);
+        Result<std::unique_ptr<Backend>> cuda = loadCudaBackend(model->m_config, model->m_weights, backendOptions);
         if (cuda)
             model->m_backend = std::move(*cuda);
         else
             fallbackReason = cuda.error().toString();
-#else
-        fallbackReason = "built without CUDA";
-#endif
     }
     if (!model->m_backend) {
         Result<std::unique_ptr<Backend>> cpu = createCpuBackend(model->m_config, model->m_weights, backendOptions);

@@ -21,9 +21,10 @@ using roundchat::ErrorCode;
 using roundchat::Result;
 using roundchat::Status;
 
-// The oldest driver we accept (CUDA 12.0; reported by cudaDriverGetVersion as 1000 * major + 10 * minor) and the
-// oldest GPU (Turing, compute capability 7.5): the fat binary carries no SASS or PTX below that.
-constexpr int kMinDriverVersion = 12000;
+// The oldest driver we accept (CUDA 13.0, which the runtime linked into the plugin needs; reported by
+// cudaDriverGetVersion as 1000 * major + 10 * minor) and the oldest GPU (Turing, compute capability 7.5): the fat
+// binary carries no SASS or PTX below that.
+constexpr int kMinDriverVersion = 13000;
 constexpr int kMinComputeMajor = 7;
 constexpr int kMinComputeMinor = 5;
 
