@@ -12,6 +12,16 @@
 // Every layer appends the batch's K/V (after RoPE) to the last round as it runs; the tokens are committed to the
 // round table when the last layer has run. Positions are implicit: the batch continues the last round at
 // rounds().nextPosition(). A batch that was begun but not run to the end leaves the cache as it was.
+//
+// Positions past the trained context: keys are stored after RoPE at their round's absolute positions and never
+// move. RoPE makes a query-key score depend only on the position difference, and rotating a key stored at p by
+// delta gives exactly the key at p + delta, so a view may move past rounds for one runLayers() call without
+// touching the cache: KvView::deltas re-rotates each such round's keys by its delta into scratch (CPU: a float copy
+// per round and layer; CUDA: kernels::ropeShift of the visible slots into a scratch key buffer) and attention reads
+// them there. The batch keeps its own positions (its queries and new keys are rotated and stored at them as
+// always); deltas are relative to it. A moved round must still end before the batch's round begins, so every
+// query sees all of its keys and causal masking by the stored positions is unchanged. RoundAttention
+// (round_attention.h) uses this to keep every layer range inside the model's trained context.
 // Ownership/threading: one thread (the inference worker) uses a Backend and its contexts; a context borrows its
 // Backend, which must outlive it.
 #pragma once
@@ -29,6 +39,8 @@
 
 namespace inference {
 
+struct KvSharingPlan;  // inference/kv_sharing.h
+
 struct BackendOptions {
     int threads = 0;  // CPU worker threads; 0: hardware concurrency
 };
@@ -37,6 +49,9 @@ struct ForwardBatch {
     std::span<const int32_t> tokens;  // appended to the last round, at consecutive positions
     bool allLogits = false;           // logits() returns every token's row, else only the last token's
     bool recordRoundScores = false;   // record per-round attention mass at every layer this batch runs
+    // Inter-layer key sharing for distant tokens (kv_sharing.h); null: full attention. Non-owning: must outlive the
+    // batch's runLayers calls. Backends that do not implement it fail begin() with Unsupported.
+    const KvSharingPlan* sharing = nullptr;
 };
 
 // Which cached rounds the layers of one runLayers() call attend to. The batch's own round (the last) is always
@@ -44,6 +59,27 @@ struct ForwardBatch {
 struct KvView {
     bool allRounds = true;
     std::span<const int> rounds;  // when !allRounds: indices of the other visible rounds, ascending
+    // Empty: every round at its stored positions. Else parallel to `rounds` (to the past rounds 0.. when
+    // allRounds): that round is attended as if at its stored positions + delta (see Positions above). Each moved
+    // round must end before the batch's round: firstPosition + delta + tokenCount <= the last round's
+    // firstPosition; an entry for the batch's own round, if listed, must be 0.
+    std::span<const int> deltas;
+};
+
+// A KvView checked against the round table: the visible past rounds ascending, then the batch's own round, with
+// the position delta of each (0 for the own round). What every runLayers() checks first (InvalidArgument).
+struct ResolvedView {
+    std::vector<int> rounds;
+    std::vector<int> deltas;  // parallel to rounds
+    bool shifted = false;     // some delta is not 0
+};
+Result<ResolvedView> resolveView(const KvView& view, const KvRoundTable& table);
+
+// Where the KV is now and the host->device traffic so far (kv_placement.h).
+struct KvPlacementStats {
+    uint64_t deviceBytes = 0;          // committed KV on the device: lower layers of every round + resident upper
+    uint64_t bytesCopiedFromHost = 0;  // upper-layer KV copied in for recalled rounds, over the context's life
+    double copyMs = 0.0;               // device time of those copies, over the context's life (0 on the CPU)
 };
 
 class BackendContext {
@@ -61,6 +97,14 @@ public:
     // Snapshot layout: kv_cache.h. importRound appends a new round at firstPosition.
     virtual Result<RoundKvSnapshot> exportRound(int round, int firstLayer, int layerCount) const = 0;
     virtual Status importRound(const RoundKvSnapshot& snapshot, int firstPosition) = 0;
+    // Round Attention placement (kv_placement.h): layers [watershed, nLayers) of committed rounds live in host
+    // memory and come to the device for the rounds a runLayers call attends to, plus a cache of at most
+    // vramBudgetBytes of recently used rounds. watershed == nLayers (the default) keeps every layer on the device.
+    // A new watershed moves the KV between device and host (OutOfMemory / OutOfGpuMemory); no batch may be begun.
+    // The CPU backend holds everything in RAM and only keeps the accounting. Under a split placement the CUDA
+    // backend records round scores (ForwardBatch::recordRoundScores) at layer watershed - 1 only.
+    virtual Status setPlacement(int watershed, uint64_t vramBudgetBytes) = 0;
+    virtual KvPlacementStats placementStats() const = 0;
 
     // ---- forward ----
     // Embeds the batch's tokens and reserves their KV slots (ContextFull if they do not fit; nothing changes then).
@@ -72,6 +116,13 @@ public:
     // Attention mass the batch's queries gave each round at `layer`: per round index, summed over the batch's
     // tokens and the query heads (so the entries add up to nTokens * nHeads); rounds not visible get 0.
     virtual Result<std::vector<float>> roundScores(int layer) const = 0;
+    // Calibration of layer groups (KvSharingPlan::recordQueries > 0): per recorded query and query head
+    // (query-major), the attention distribution over that query's distant keys at `layer`, keys in visible-round
+    // order. Unsupported unless the backend records it (the CPU backend does).
+    virtual Result<std::vector<std::vector<float>>> distantAttention(int layer) const {
+        (void)layer;
+        return makeError(ErrorCode::Unsupported, "distant attention is recorded by the CPU backend only");
+    }
 };
 
 class Backend {

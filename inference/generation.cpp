@@ -117,7 +117,16 @@ Result<DecodeOutcome> decodeLoop(BackendContext& ctx, const Tokenizer& tokenizer
         const int32_t one[1] = {token};
         ForwardBatch batch;
         batch.tokens = one;
-        RC_TRY(settings.rounds ? settings.rounds->forward(ctx, batch) : forwardAll(ctx, batch, settings.nLayers));
+        // Past the trained context a full-KV conversation cannot take another token: the answer so far is kept and
+        // ends as ContextFull (the forward pass checks before it changes the cache).
+        const Status st =
+            settings.rounds ? settings.rounds->forward(ctx, batch) : forwardAll(ctx, batch, settings.nLayers);
+        if (!st) {
+            if (st.error().code != ErrorCode::ContextFull)
+                return st.error();
+            out.stopReason = StopReason::ContextFull;
+            break;
+        }
         out.fed.push_back(token);
         history.push_back(token);
     }

@@ -283,8 +283,18 @@ private:
             if (begin >= end)
                 continue;
             const std::span<const int32_t> chunk = std::span(*full).subspan(begin, end - begin);
-            RC_TRY(m_roundAttention.prefill(*m_ctx, chunk));
             RoundInfo& info = m_rounds[static_cast<size_t>(k)];
+            if (Status st = m_roundAttention.prefill(*m_ctx, chunk); !st) {
+                // Leave the cache as the rounds record it: a question that did not fit (ContextFull past the
+                // trained context) must not stay behind as history.
+                if (info.tokens.empty()) {
+                    (void)m_ctx->keepRounds(k);
+                    m_rounds.resize(static_cast<size_t>(k));
+                } else {
+                    (void)m_ctx->dropTail(m_ctx->rounds().round(k).tokenCount - static_cast<int>(info.tokens.size()));
+                }
+                return st.error();
+            }
             info.tokens.insert(info.tokens.end(), chunk.begin(), chunk.end());
             promptTokens += static_cast<int>(chunk.size());
         }
@@ -293,6 +303,7 @@ private:
 
     Result<GenerationResult> answer(RoundInfo round, const TokenCallback& onPiece) {
         m_cancel.store(false);
+        const bool newRound = round.index >= static_cast<int>(m_rounds.size());
         const auto prefillStart = Clock::now();
         Result<int> promptTokens = prefillThrough(round);
         if (!promptTokens)
@@ -319,8 +330,18 @@ private:
         settings.cancel = &m_cancel;
         settings.rounds = &m_roundAttention;
         Result<DecodeOutcome> out = decodeLoop(*m_ctx, m_model.tokenizer(), m_sampler, history, settings, onPiece);
-        if (!out)
+        if (!out) {
+            // A failed decode (ContextFull past the trained context, a device error) leaves the cache as the rounds
+            // record it: the tokens it fed go, and the round too when this send added it.
+            if (newRound) {
+                (void)m_ctx->keepRounds(round.index);
+                m_rounds.resize(static_cast<size_t>(round.index));
+            } else {
+                (void)m_ctx->dropTail(m_ctx->rounds().rounds().back().tokenCount -
+                                      static_cast<int>(m_rounds.back().tokens.size()));
+            }
             return out.error();
+        }
         RoundInfo& info = m_rounds.back();
         info.tokens.insert(info.tokens.end(), out->fed.begin(), out->fed.end());
         info.answerText = out->text;

@@ -37,23 +37,25 @@ __global__ void ropeKernel(float* x, const int32_t* positions, int nTokens, int 
     }
 }
 
-// kCache: (capacity, nHeads, headDim) fp16; rows slots[t] are rotated by toPositions[t] - fromPositions[t].
-__global__ void ropeShiftKernel(__half* kCache, const int32_t* slots, const int32_t* fromPositions,
+// src, dst: (capacity, nHeads, headDim) fp16; row slots[t] of dst = row slots[t] of src rotated by
+// toPositions[t] - fromPositions[t]. One thread per (token, pair of headDim): pairs past ropeDim are copied.
+__global__ void ropeShiftKernel(const __half* src, __half* dst, const int32_t* slots, const int32_t* fromPositions,
                                 const int32_t* toPositions, int nTokens, int nHeads, int headDim, int ropeDim,
                                 float freqBase) {
-    const int half = ropeDim / 2;
+    const int pairs = headDim / 2;
     const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (idx >= static_cast<int64_t>(nTokens) * half)
+    if (idx >= static_cast<int64_t>(nTokens) * pairs)
         return;
-    const int t = static_cast<int>(idx / half);
-    const int i = static_cast<int>(idx % half);
-    float c, s;
-    pairAngle(static_cast<double>(toPositions[t]) - fromPositions[t], i, ropeDim, freqBase, c, s);
-    __half* row = kCache + static_cast<int64_t>(slots[t]) * nHeads * headDim + 2 * i;
+    const int t = static_cast<int>(idx / pairs);
+    const int i = static_cast<int>(idx % pairs);
+    float c = 1.0f, s = 0.0f;
+    if (2 * i < ropeDim)
+        pairAngle(static_cast<double>(toPositions[t]) - fromPositions[t], i, ropeDim, freqBase, c, s);
+    const int64_t row = static_cast<int64_t>(slots[t]) * nHeads * headDim + 2 * i;
     for (int h = 0; h < nHeads; ++h) {
-        __half2* p = reinterpret_cast<__half2*>(row + static_cast<int64_t>(h) * headDim);
-        const float2 a = __half22float2(*p);
-        *p = __floats2half2_rn(a.x * c - a.y * s, a.x * s + a.y * c);
+        const int64_t at = row + static_cast<int64_t>(h) * headDim;
+        const float2 a = __half22float2(*reinterpret_cast<const __half2*>(src + at));
+        *reinterpret_cast<__half2*>(dst + at) = __floats2half2_rn(a.x * c - a.y * s, a.x * s + a.y * c);
     }
 }
 
@@ -77,15 +79,16 @@ Status rope(cudaStream_t stream, float* x, const int32_t* positions, int nTokens
     return checkLaunch("ropeKernel");
 }
 
-Status ropeShift(cudaStream_t stream, uint16_t* kCache, const int32_t* slots, const int32_t* fromPositions,
-                 const int32_t* toPositions, int nTokens, int nHeads, int headDim, int ropeDim, float freqBase) {
+Status ropeShift(cudaStream_t stream, const uint16_t* src, uint16_t* dst, const int32_t* slots,
+                 const int32_t* fromPositions, const int32_t* toPositions, int nTokens, int nHeads, int headDim,
+                 int ropeDim, float freqBase) {
     RC_TRY(checkShape(nTokens, nHeads, headDim, ropeDim));
     if (nTokens == 0)
         return Status::success();
-    const int64_t threads = static_cast<int64_t>(nTokens) * (ropeDim / 2);
+    const int64_t threads = static_cast<int64_t>(nTokens) * (headDim / 2);
     ropeShiftKernel<<<ceilDiv(threads, kThreads), kThreads, 0, stream>>>(
-        reinterpret_cast<__half*>(kCache), slots, fromPositions, toPositions, nTokens, nHeads, headDim, ropeDim,
-        freqBase);
+        reinterpret_cast<const __half*>(src), reinterpret_cast<__half*>(dst), slots, fromPositions, toPositions,
+        nTokens, nHeads, headDim, ropeDim, freqBase);
     return checkLaunch("ropeShiftKernel");
 }
 

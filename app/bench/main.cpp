@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "inference/backend.h"
+#include "inference/calibration.h"
 #include "inference/gguf.h"
 #include "inference/model.h"
 #include "inference/recall_eval.h"
@@ -53,9 +54,18 @@ constexpr const char* kUsage = R"(usage:
     --threads N        CPU threads (default: hardware concurrency)
     -o FMT             json|md (default md)
   roundchat-bench rounds -m M.gguf [--conversations N] [--mode story|needle] [--backend B] [--threads N]
+                         [--compare round|full] [--sharing on|off] [--sharing-sink N] [--sharing-window N]
+                         [--sharing-groups 0,2,..] [--sharing-js T] [--sharing-variant scores|keys]
+      --compare       the run compared with plain full KV (default round: Round Attention)
+      --sharing on    inter-layer KV sharing in the compared run (CPU backend); layer groups from
+                      --sharing-groups, else calibrated on other story conversations with --sharing-js
+                      (default 0.1); sink/window default 16/4080
   roundchat-bench recall -m M.gguf --data A.jsonl[,B.jsonl] [--limit N] [--backend B] [--watershed L]
                          [--max-rounds N] [--recall-mass F]
   roundchat-bench search [--messages N] [--queries N]
+  roundchat-bench rounds-gpu -m M.gguf [--rounds 50] [--tokens 16384] [--question 128] [--gen 64] [--watershed 5]
+                         [--max-recalled 4] [--budget-mb 0] [--db PATH]
+      Round Attention KV placement on CUDA vs full KV (VRAM, TTFT, decode) and KV restore from SQLite vs re-prefill
 )";
 
 constexpr uint64_t kSeed = 1234;
@@ -472,8 +482,28 @@ int runRounds(const Args& a) {
     std::optional<inference::BackendKind> backend = parseBackend(flagOr(a, "--backend", "auto"));
     if (!backend || (mode != "story" && mode != "needle") || flagOr(a, "-o", "json") != "json")
         return usageError("bad --mode, --backend or -o (rounds prints JSON only)");
-    if (std::string bad = unknownFlag(a, {"--conversations", "--threads", "--mode", "--backend", "-o"}); !bad.empty())
+    if (std::string bad = unknownFlag(a, {"--conversations", "--threads", "--mode", "--backend", "-o", "--compare",
+                                          "--sharing", "--sharing-sink", "--sharing-window", "--sharing-groups",
+                                          "--sharing-js", "--sharing-variant"});
+        !bad.empty())
         return usageError("unknown flag " + bad);
+    inference::RoundQualityOptions quality;
+    inference::KvSharingOptions& sharing = quality.rounds.sharing;
+    const std::string compare = flagOr(a, "--compare", "round");
+    const std::string variant = flagOr(a, "--sharing-variant", "scores");
+    const std::string sharingFlag = flagOr(a, "--sharing", "off");
+    const std::string maxJsText = flagOr(a, "--sharing-js", "0.1");
+    char* maxJsEnd = nullptr;
+    const float maxJs = std::strtof(maxJsText.c_str(), &maxJsEnd);
+    if (maxJsEnd == maxJsText.c_str() || *maxJsEnd != '\0' || (compare != "round" && compare != "full") ||
+        (variant != "scores" && variant != "keys") || (sharingFlag != "on" && sharingFlag != "off") ||
+        !readInt(a, "--sharing-sink", sharing.sinkTokens) ||
+        !readInt(a, "--sharing-window", sharing.windowTokens) || !readList(a, "--sharing-groups", sharing.groupStarts))
+        return usageError("bad --compare, --sharing, --sharing-variant or a malformed --sharing-* number");
+    quality.comparedMode = compare == "full" ? inference::KvMode::FullKv : inference::KvMode::RoundAttention;
+    sharing.enabled = sharingFlag == "on";
+    sharing.variant =
+        variant == "keys" ? inference::KvSharingVariant::SharedKeys : inference::KvSharingVariant::SharedScores;
 
     inference::LoadOptions load;
     load.backend = *backend;
@@ -484,13 +514,40 @@ int runRounds(const Args& a) {
     inference::StoryGenOptions gen;
     gen.conversations = conversations;
     // Leave room for the greedy continuation compared after the final question.
-    const inference::RoundQualityOptions quality;
     gen.maxTokens = std::min(gen.maxTokens, (*model)->contextLength() - quality.greedyTokens - 4);
     Result<std::vector<inference::BenchConversation>> convs =
         mode == "story" ? inference::makeStoryConversations((*model)->tokenizer(), gen)
                         : inference::makeNeedleConversations((*model)->tokenizer(), gen);
     if (!convs)
         return fail("conversations", convs.error());
+    json sharingJson = nullptr;
+    if (sharing.enabled) {
+        sharingJson = {{"sink_tokens", sharing.sinkTokens},
+                       {"window_tokens", sharing.windowTokens},
+                       {"variant", variant}};
+        if (sharing.groupStarts.empty()) {
+            // Calibrated on other conversations than the measured ones (another seed).
+            inference::StoryGenOptions calGen = gen;
+            calGen.seed = gen.seed + 1000;
+            Result<std::vector<inference::BenchConversation>> cal =
+                inference::makeStoryConversations((*model)->tokenizer(), calGen);
+            if (!cal)
+                return fail("calibration conversations", cal.error());
+            std::vector<inference::TokenConversation> calConvs;
+            for (inference::BenchConversation& c : *cal) calConvs.push_back(std::move(c.rounds));
+            inference::KvSharingCalibrationOptions co;
+            co.sinkTokens = sharing.sinkTokens;
+            co.windowTokens = sharing.windowTokens;
+            co.maxJs = maxJs;
+            Result<inference::KvSharingCalibration> groups = inference::calibrateKvSharing(**model, calConvs, co);
+            if (!groups)
+                return fail("KV sharing calibration", groups.error());
+            sharing.groupStarts = groups->groupStarts;
+            sharingJson["max_js"] = maxJs;
+            sharingJson["calibration_samples"] = groups->samples;
+        }
+        sharingJson["group_starts"] = sharing.groupStarts;
+    }
     const Clock::time_point t0 = Clock::now();
     Result<inference::RoundQualityReport> r = inference::compareFullVsRound(**model, *convs, quality);
     if (!r)
@@ -517,6 +574,8 @@ int runRounds(const Args& a) {
         {"mean_past_rounds", r->meanPastRounds},
         {"mean_vram_share", r->meanVramShare},
         {"flat_fallbacks", r->flatFallbacks},
+        {"compared_mode", compare},
+        {"kv_sharing", sharingJson},
     };
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
@@ -745,12 +804,16 @@ int runSearch(const Args& a) {
 
 }  // namespace
 
+int runRoundsGpu(int argc, char** argv);  // rounds_gpu.cpp
+
 int main(int argc, char** argv) {
     if (argc >= 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
         std::fputs(kUsage, stdout);
         return 0;
     }
     const std::string_view command = argc >= 2 ? argv[1] : "";
+    if (command == "rounds-gpu")
+        return runRoundsGpu(argc - 2, argv + 2);
     const bool sub = command == "rounds" || command == "recall" || command == "search";
     std::optional<Args> args = parseArgs(argc, argv, sub ? 2 : 1);
     if (!args)

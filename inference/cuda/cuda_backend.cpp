@@ -6,12 +6,15 @@
 // Weights are uploaded once, in their GGUF encoding, into one device arena owned by the backend (norm vectors as
 // float32). Each context owns an fp16 KV cache of `capacity` slots per layer: a round's tokens live in slots taken
 // from a free list (lowest first, so a round is usually one contiguous span), and the attention kernel reads the
-// visible rounds as a list of spans. KvRoundTable keeps the round bookkeeping, exactly as on the CPU.
+// visible rounds as a list of spans. KvRoundTable keeps the round bookkeeping, exactly as on the CPU. Under a Round
+// Attention placement (setPlacement) the cache holds layers [0, L_w) only; layers [L_w, L) live in host memory and a
+// device pool with its own slots (cuda/upper_kv.h).
 // Ownership/threading: see backend.h. The backend owns the stream, the cuBLAS handle and the weights; contexts
 // borrow the backend. All CUDA calls happen on the one inference thread.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <string>
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cuda/upper_kv.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_raii.h"
 #include "kernels/embedding.h"
@@ -27,6 +31,7 @@
 #include "kernels/quant_ref.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "kernels/rope_kv_store.h"
 #include "kernels/swiglu.h"
 
 namespace inference {
@@ -52,12 +57,30 @@ struct DeviceWeight {
     int cols = 0;
 };
 
+// wq|wk|wv and wGate|wUp are placed back to back when they share type and row length, so decode runs one GEMV per
+// group (wqkv, wGateUp); the single matrices stay usable as row slices (prefill GEMMs, the unfused fallback).
 struct DeviceLayer {
     const float* attnNorm = nullptr;  // (dim)
     DeviceWeight wq, wk, wv, wo;
+    DeviceWeight wqkv;                // (qDim + 2 kvDim, dim) rows [wq | wk | wv]; data null when not concatenated
     const float* ffnNorm = nullptr;   // (dim)
     DeviceWeight wGate, wUp, wDown;
+    DeviceWeight wGateUp;             // (2 ffn, dim) rows [wGate | wUp]; data null when not concatenated
 };
+
+// The row concatenation of matrices that lie back to back with one type and row length; empty (data null) if they
+// do not.
+DeviceWeight concatenated(std::initializer_list<const DeviceWeight*> parts) {
+    const DeviceWeight& first = **parts.begin();
+    DeviceWeight all{first.type, first.data, 0, first.cols};
+    for (const DeviceWeight* p : parts) {
+        if (p->type != all.type || p->cols != all.cols ||
+            p->data != all.data + static_cast<int64_t>(all.rows) * kernels::rowBytes(all.type, all.cols))
+            return {};
+        all.rows += p->rows;
+    }
+    return all;
+}
 
 // Grows `buf` to at least n elements; contents are not kept. The old buffer is freed first to keep the peak low.
 // `generation` (may be null) counts reallocations, so captured graphs know when a pointer they baked in changed.
@@ -134,8 +157,27 @@ Status CudaBackend::upload(const ModelWeights& w) {
     plan(w.tokenEmbedding, false);
     plan(w.output, false);
     plan(w.outputNorm, true);
+    // A group shares one aligned region, each matrix right after the previous (see DeviceLayer), unless the
+    // matrices differ in type or row length or one is already placed (then each is planned alone).
+    auto planGroup = [&](std::initializer_list<const WeightView*> group) {
+        const WeightView& first = **group.begin();
+        bool joint = true;
+        for (const WeightView* v : group)
+            joint = joint && v->type == first.type && v->cols == first.cols && !offsets.count(v->data);
+        for (const WeightView* v : group) {
+            if (!joint) {
+                plan(*v, false);
+                continue;
+            }
+            offsets[v->data] = total;
+            total += static_cast<size_t>(v->bytes());
+        }
+        total = alignUp(total);
+    };
     for (const LayerWeights& l : w.layers) {
-        for (const WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
+        planGroup({&l.wq, &l.wk, &l.wv});
+        planGroup({&l.wGate, &l.wUp});
+        for (const WeightView* v : {&l.wo, &l.wDown})
             plan(*v, false);
         plan(l.attnNorm, true);
         plan(l.ffnNorm, true);
@@ -199,6 +241,8 @@ Status CudaBackend::upload(const ModelWeights& w) {
         RC_TRY(matrix(l.wGate, d.wGate));
         RC_TRY(matrix(l.wUp, d.wUp));
         RC_TRY(matrix(l.wDown, d.wDown));
+        d.wqkv = concatenated({&d.wq, &d.wk, &d.wv});
+        d.wGateUp = concatenated({&d.wGate, &d.wUp});
     }
     return {};
 }
@@ -206,12 +250,19 @@ Status CudaBackend::upload(const ModelWeights& w) {
 class CudaContext final : public BackendContext {
 public:
     CudaContext(const CudaBackend& backend, int capacity)
-        : m_b(backend), m_c(backend.config()), m_table(capacity), m_capacity(capacity) {}
+        : m_b(backend),
+          m_c(backend.config()),
+          m_table(capacity),
+          m_capacity(capacity),
+          m_upper(backend.config().nLayers, backend.config().kvDim(), capacity, backend.stream()) {}
 
     Status allocate();
 
     const KvRoundTable& rounds() const override { return m_table; }
     Status beginRound() override {
+        // The round that stops being the last one keeps its upper layers on the host from now on.
+        if (m_upper.split() && m_table.roundCount() > 0)
+            RC_TRY(m_upper.flush(m_table, m_table.roundCount() - 1));
         RC_TRY(m_table.beginRound());
         m_slots[m_table.round(m_table.roundCount() - 1).id].clear();
         return {};
@@ -237,6 +288,10 @@ public:
     }
     Result<RoundKvSnapshot> exportRound(int round, int firstLayer, int layerCount) const override;
     Status importRound(const RoundKvSnapshot& snapshot, int firstPosition) override;
+    Status setPlacement(int watershed, uint64_t vramBudgetBytes) override;
+    KvPlacementStats placementStats() const override {
+        return KvPlacementStats{m_upper.placement().deviceBytes(m_table), m_upper.bytesCopied(), m_upper.copyMs()};
+    }
 
     Status begin(const ForwardBatch& batch) override;
     Status runLayers(int first, int last, const KvView& view) override;
@@ -250,10 +305,23 @@ private:
     void releaseDeadSlots();
     // Lowest n free slots, ascending (m_free is kept sorted descending).
     std::vector<int32_t> lowestFree(int n) const { return {m_free.rbegin(), m_free.rbegin() + n}; }
-    uint16_t* layerKeys(int layer) const { return m_k.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim(); }
-    uint16_t* layerValues(int layer) const {
-        return m_v.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim();
+    // Layers below the watershed live in the context's cache (slots of m_slots), the others in m_upper's pool.
+    uint16_t* layerKeys(int layer) const {
+        return layer >= m_upper.watershed() ? m_upper.keys(layer)
+                                            : m_k.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim();
     }
+    uint16_t* layerValues(int layer) const {
+        return layer >= m_upper.watershed() ? m_upper.values(layer)
+                                            : m_v.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim();
+    }
+    const int32_t* layerPositions(int layer) const {
+        return layer >= m_upper.watershed() ? m_upper.positions() : m_kvPos.data();
+    }
+    // fp16 K/V of a round for layers [first, first + count): (layer, K then V, tokenCount, kvDim); synchronises.
+    Status readRound(int round, int first, int count, std::vector<uint16_t>& out) const;
+    // Writes every layer of `image` (readRound's layout, tokens = slots.size()) for round id: the lower layers to
+    // the cache slots, the upper layers to the host.
+    Status writeRound(uint64_t id, const std::vector<int32_t>& slots, const std::vector<uint16_t>& image);
     Status uploadPositions(const std::vector<int32_t>& slots, int firstPosition);
     Status project(const DeviceWeight& w, const float* in, float* out, int n);
     int decodeSplits() const;
@@ -271,6 +339,8 @@ private:
     mutable DeviceBuffer<uint16_t> m_k;                // (nLayers, capacity, kvDim) fp16
     mutable DeviceBuffer<uint16_t> m_v;
     DeviceBuffer<int32_t> m_kvPos;                     // (capacity) absolute position of each slot
+    // Layers [watershed, nLayers) under a Round Attention placement; m_k/m_v then hold (watershed, capacity, kvDim).
+    UpperKv m_upper;
 
     // The begun batch.
     int m_n = 0;
@@ -290,6 +360,11 @@ private:
     DeviceBuffer<int32_t> m_dTokens, m_dPositions, m_dPending;
     DeviceBuffer<kernels::KvSpan> m_dSpans;
     DeviceBuffer<int32_t> m_dSpanCounts;  // [0]: all visible spans; [1 + v]: visible round v's spans
+    // A view with position deltas (backend.h, Positions): m_dShift holds (slots, from, to) of the m_shiftCount
+    // visible keys, m_kShift (capacity, kvDim) fp16 receives them re-rotated for each layer's attention.
+    int m_shiftCount = 0;
+    DeviceBuffer<int32_t> m_dShift;
+    DeviceBuffer<uint16_t> m_kShift;
     DeviceBuffer<float> m_x, m_xb, m_xb2, m_q, m_kNew, m_vNew, m_att, m_lse, m_hb, m_hb2, m_dLogits, m_workspace;
     DeviceBuffer<float> m_roundOut, m_roundLse;
     DeviceBuffer<uint16_t> m_wScratch, m_aScratch;
@@ -318,6 +393,8 @@ Status CudaContext::allocate() {
     RC_TRY(ensure(m_k, cacheElems, "KV cache"));
     RC_TRY(ensure(m_v, cacheElems, "KV cache"));
     RC_TRY(ensure(m_kvPos, static_cast<size_t>(m_capacity), "KV cache"));
+    RC_TRY(m_upper.init());
+    m_upper.configure(m_c.nLayers, 0);
     // Decode split-K: enough blocks for two waves over the SMs, never fewer than kKeysPerSplit keys each.
     m_maxSplits = std::max(1, 2 * m_b.multiProcessors() / m_c.nKvHeads);
     RC_TRY(ensure(m_workspace, kernels::attentionWorkspaceFloats(1, m_c.nHeads, m_c.headDim, m_maxSplits),
@@ -355,6 +432,7 @@ void CudaContext::releaseDeadSlots() {
         }
     }
     std::sort(m_free.begin(), m_free.end(), std::greater<>());
+    m_upper.release(m_table);
 }
 
 Status CudaContext::uploadPositions(const std::vector<int32_t>& slots, int firstPosition) {
@@ -379,6 +457,8 @@ Status CudaContext::begin(const ForwardBatch& batch) {
     m_logitsReady = false;
     const int n = static_cast<int>(batch.tokens.size());
     RC_TRY(validateBatch(batch, m_c.nVocab));
+    if (batch.sharing)  // kv_sharing.h: the CPU backend only, for now (kernels::attentionMerge is its GPU part)
+        return makeError(ErrorCode::Unsupported, "inter-layer KV sharing runs on the CPU backend only");
     RC_TRY(m_table.checkAppend(n));
     if (static_cast<int>(m_free.size()) < n)
         return makeError(ErrorCode::ContextFull, "no free KV slots for " + std::to_string(n) + " tokens");
@@ -396,7 +476,8 @@ Status CudaContext::begin(const ForwardBatch& batch) {
     RC_TRY(ensure(m_vNew, nn * m_c.kvDim(), "activations", &m_generation));
     RC_TRY(ensure(m_lse, nn * m_c.nHeads, "activations", &m_generation));
     RC_TRY(ensure(m_hb, nn * m_c.ffn, "activations", &m_generation));
-    RC_TRY(ensure(m_hb2, nn * m_c.ffn, "activations", &m_generation));
+    // m_hb2 also takes the fused decode QKV output (qDim + 2 kvDim; more than ffn for MHA models).
+    RC_TRY(ensure(m_hb2, nn * std::max(m_c.ffn, m_c.qDim() + 2 * m_c.kvDim()), "activations", &m_generation));
     RC_TRY(ensure(m_dLogits, (batch.allLogits ? nn : 1) * m_c.nVocab, "logits", &m_generation));
     if (n > kMaxGemvTokens) {
         RC_TRY(ensure(m_wScratch, m_b.maxDequantElems(), "GEMM scratch"));
@@ -407,6 +488,8 @@ Status CudaContext::begin(const ForwardBatch& batch) {
         RC_TRY(ensure(m_roundLse, static_cast<size_t>(m_table.roundCount()) * nn * m_c.nHeads, "round scores"));
     }
 
+    if (m_upper.split())
+        RC_TRY(m_upper.reserve(n, m_table.nextPosition(), &m_generation));
     m_pending = lowestFree(n);
     m_positions.resize(nn);
     for (int i = 0; i < n; ++i)
@@ -434,43 +517,80 @@ Status CudaContext::runLayers(int first, int last, const KvView& view) {
         return makeError(ErrorCode::InvalidArgument, "layer range [" + std::to_string(first) + ", " +
                                                          std::to_string(last) + ") does not continue at layer " +
                                                          std::to_string(m_nextLayer));
-    const int lastRound = m_table.roundCount() - 1;
-    m_visible.clear();
-    if (view.allRounds) {
-        for (int r = 0; r < lastRound; ++r)
-            m_visible.push_back(r);
-    } else {
-        for (int r : view.rounds) {
-            if (r < 0 || r > lastRound || (!m_visible.empty() && r <= m_visible.back()))
-                return makeError(ErrorCode::InvalidArgument, "KvView rounds must be ascending indices of rounds");
-            if (r != lastRound)
-                m_visible.push_back(r);
-        }
+    // A range across the watershed runs as two: lower and upper layers keep the same tokens in different slots.
+    const int watershed = m_upper.watershed();
+    if (first < watershed && last > watershed) {
+        RC_TRY(runLayers(first, watershed, view));
+        return runLayers(watershed, last, view);
     }
-    m_visible.push_back(lastRound);
+    const bool upper = first >= watershed;
+    const int lastRound = m_table.roundCount() - 1;
+    Result<ResolvedView> resolved = resolveView(view, m_table);
+    if (!resolved)
+        return resolved.error();
+    m_visible = std::move(resolved->rounds);
+    if (upper) {
+        // The visible rounds' upper layers come to the pool (copies in flight); the batch writes its upper slots.
+        RC_TRY(m_upper.recall(m_table, m_visible, &m_generation));
+        RC_TRY(m_dPending.upload(m_upper.pending().data(), m_upper.pending().size(), m_b.stream()));
+    }
 
     // Spans of every visible round in order; the batch's own round ends with its pending slots.
     std::vector<kernels::KvSpan> spans;
     std::vector<int32_t> counts(1 + m_visible.size());
+    std::vector<int32_t> shiftSlots, shiftFrom, shiftTo;  // moved views: every visible slot, see attention()
     m_spanOffset.clear();
     m_totalKeys = 0;
     for (size_t v = 0; v < m_visible.size(); ++v) {
         const int r = m_visible[v];
-        std::vector<int32_t> slots = m_slots[m_table.round(r).id];
+        std::vector<int32_t> slots = upper ? m_upper.slots(m_table.round(r).id) : m_slots[m_table.round(r).id];
+        const std::vector<int32_t>& pending = upper ? m_upper.pending() : m_pending;
         if (r == lastRound)
-            slots.insert(slots.end(), m_pending.begin(), m_pending.end());
+            slots.insert(slots.end(), pending.begin(), pending.end());
         m_spanOffset.push_back(static_cast<int>(spans.size()));
         appendSpans(slots, spans);
         counts[1 + v] = static_cast<int32_t>(spans.size()) - m_spanOffset.back();
         m_totalKeys += static_cast<int>(slots.size());
+        for (size_t j = 0; j < slots.size() && resolved->shifted; ++j) {
+            shiftSlots.push_back(slots[j]);
+            shiftFrom.push_back(m_table.round(r).firstPosition + static_cast<int32_t>(j));
+            shiftTo.push_back(shiftFrom.back() + resolved->deltas[v]);
+        }
     }
     counts[0] = static_cast<int32_t>(spans.size());
     RC_TRY(ensure(m_dSpans, spans.size(), "KV spans", &m_generation));
     RC_TRY(ensure(m_dSpanCounts, counts.size(), "KV spans", &m_generation));
     RC_TRY(m_dSpans.upload(spans.data(), spans.size(), m_b.stream()));
     RC_TRY(m_dSpanCounts.upload(counts.data(), counts.size(), m_b.stream()));
+    m_shiftCount = static_cast<int>(shiftSlots.size());
+    if (m_shiftCount > 0) {
+        RC_TRY(ensure(m_kShift, static_cast<size_t>(m_capacity) * m_c.kvDim(), "shifted keys"));
+        RC_TRY(ensure(m_dShift, 3 * shiftSlots.size(), "shifted keys"));
+        shiftSlots.insert(shiftSlots.end(), shiftFrom.begin(), shiftFrom.end());
+        shiftSlots.insert(shiftSlots.end(), shiftTo.begin(), shiftTo.end());
+        RC_TRY(m_dShift.upload(shiftSlots.data(), shiftSlots.size(), m_b.stream()));
+    }
 
-    RC_TRY(runRange(first, last));
+    // Under a split placement only layer watershed - 1 records round scores (the one Round Attention reads): the
+    // per-round attention passes and their synchronisation stay off every other layer.
+    const bool record = m_recordScores;
+    const int scored = m_upper.split() && record && first < watershed && watershed - 1 < last ? watershed - 1 : -1;
+    m_recordScores = record && !m_upper.split();
+    if (upper && m_upper.copying()) {
+        // Recalled KV arrives layer by layer on the copy stream: each layer starts as soon as its own KV is in.
+        for (int layer = first; layer < last; ++layer) {
+            RC_TRY(m_upper.waitLayer(layer));
+            RC_TRY(runRange(layer, layer + 1));
+        }
+    } else if (scored >= 0) {
+        if (first < scored)
+            RC_TRY(runRange(first, scored));
+        m_recordScores = true;
+        RC_TRY(runRange(scored, last));
+    } else {
+        RC_TRY(runRange(first, last));
+    }
+    m_recordScores = record;
     m_nextLayer = last;
     if (last == m_c.nLayers) {
         // No synchronisation here: an asynchronous kernel failure is sticky and surfaces in logits().
@@ -479,6 +599,8 @@ Status CudaContext::runLayers(int first, int last, const KvView& view) {
         m_slots[id].insert(m_slots[id].end(), m_pending.begin(), m_pending.end());
         m_free.resize(m_free.size() - m_pending.size());
         m_pending.clear();
+        if (m_upper.split())
+            m_upper.commit(id);
         m_nextLayer = -1;
         m_logitsReady = true;
     }
@@ -489,7 +611,8 @@ int CudaContext::decodeSplits() const { return std::clamp(m_totalKeys / kKeysPer
 
 Status CudaContext::runRange(int first, int last) {
     const cudaStream_t s = m_b.stream();
-    if (m_n != 1 || m_recordScores) {
+    // A moved view's shift list changes with every step: no graph for it.
+    if (m_n != 1 || m_recordScores || m_shiftCount > 0) {
         for (int layer = first; layer < last; ++layer)
             RC_TRY(runLayer(layer));
         return {};
@@ -532,6 +655,56 @@ Status CudaContext::runLayer(int layer) {
     const DeviceLayer& w = m_b.layer(layer);
     const cudaStream_t s = m_b.stream();
     const int n = m_n;
+    const int qkvDim = c.qDim() + 2 * c.kvDim();
+    // Decode: 5 launches + attention. RMSNorm runs inside the QKV and gate|up GEMVs, SwiGLU and the residual adds in
+    // their epilogues, RoPE and the KV store in one kernel. The QKV rows go to m_hb2 (unused by the fused FFN).
+    if (n <= kMaxGemvTokens && w.wGateUp.data && m_hb2.size() >= static_cast<size_t>(n) * qkvDim) {
+        float* qkv = m_hb2.data();
+        auto perToken = [&](const DeviceWeight& wt, const float* in, float* out, int outStride, const float* norm,
+                            kernels::GemvEpilogue epilogue) -> Status {
+            for (int t = 0; t < n; ++t) {
+                kernels::GemvArgs a;
+                a.type = wt.type;
+                a.w = wt.data;
+                a.rows = wt.rows;
+                a.cols = wt.cols;
+                a.x = in + static_cast<size_t>(t) * wt.cols;
+                a.normWeight = norm;
+                a.normEps = c.rmsEps;
+                a.epilogue = epilogue;
+                a.y = out + static_cast<size_t>(t) * outStride;
+                RC_TRY(kernels::gemv(s, a));
+            }
+            return {};
+        };
+        if (w.wqkv.data) {
+            RC_TRY(perToken(w.wqkv, m_x.data(), qkv, qkvDim, w.attnNorm, kernels::GemvEpilogue::Store));
+        } else {  // types differ (e.g. a Q6_K wv next to Q4_K wq, wk): one GEMV per matrix into the same rows
+            float* dst = qkv;
+            for (const DeviceWeight* part : {&w.wq, &w.wk, &w.wv}) {
+                RC_TRY(perToken(*part, m_x.data(), dst, qkvDim, w.attnNorm, kernels::GemvEpilogue::Store));
+                dst += part->rows;
+            }
+        }
+        kernels::RopeKvStoreArgs r;
+        r.qkv = qkv;
+        r.q = m_q.data();
+        r.kCache = layerKeys(layer);
+        r.vCache = layerValues(layer);
+        r.positions = m_dPositions.data();
+        r.slots = m_dPending.data();
+        r.nTokens = n;
+        r.nHeads = c.nHeads;
+        r.nKvHeads = c.nKvHeads;
+        r.headDim = c.headDim;
+        r.ropeDim = c.ropeDim;
+        r.freqBase = c.ropeFreqBase;
+        RC_TRY(kernels::ropeKvStore(s, r));
+        RC_TRY(attention(layer));
+        RC_TRY(perToken(w.wo, m_att.data(), m_x.data(), c.dim, nullptr, kernels::GemvEpilogue::Accumulate));
+        RC_TRY(perToken(w.wGateUp, m_x.data(), m_hb.data(), c.ffn, w.ffnNorm, kernels::GemvEpilogue::SwiGlu));
+        return perToken(w.wDown, m_hb.data(), m_x.data(), c.dim, nullptr, kernels::GemvEpilogue::Accumulate);
+    }
     RC_TRY(kernels::rmsnorm(s, m_xb.data(), m_x.data(), w.attnNorm, n, c.dim, c.rmsEps));
     RC_TRY(project(w.wq, m_xb.data(), m_q.data(), n));
     RC_TRY(project(w.wk, m_xb.data(), m_kNew.data(), n));
@@ -558,8 +731,17 @@ Status CudaContext::attention(int layer) {
     a.q = m_q.data();
     a.qPos = m_dPositions.data();
     a.k = layerKeys(layer);
+    if (m_shiftCount > 0) {
+        // Moved rounds (backend.h, Positions): every visible slot's key, re-rotated by its round's delta (0 for
+        // unmoved rounds: a plain copy), into scratch rows of the same slots; the cache keeps its keys.
+        const int32_t* list = m_dShift.data();
+        RC_TRY(kernels::ropeShift(m_b.stream(), a.k, m_kShift.data(), list, list + m_shiftCount,
+                                  list + 2 * m_shiftCount, m_shiftCount, c.nKvHeads, c.headDim, c.ropeDim,
+                                  c.ropeFreqBase));
+        a.k = m_kShift.data();
+    }
     a.v = layerValues(layer);
-    a.kvPos = m_kvPos.data();
+    a.kvPos = layerPositions(layer);
     a.spans = m_dSpans.data();
     a.nSpans = m_dSpanCounts.data();
     a.out = m_att.data();
@@ -630,89 +812,155 @@ Result<std::vector<float>> CudaContext::roundScores(int layer) const {
     return m_scores[static_cast<size_t>(layer)];
 }
 
-Result<RoundKvSnapshot> CudaContext::exportRound(int round, int firstLayer, int layerCount) const {
-    if (round < 0 || round >= m_table.roundCount() || firstLayer < 0 || layerCount <= 0 ||
-        firstLayer + layerCount > m_c.nLayers)
-        return makeError(ErrorCode::InvalidArgument, "exportRound: round or layer range out of range");
-    const auto found = m_slots.find(m_table.round(round).id);
+Status CudaContext::readRound(int round, int first, int count, std::vector<uint16_t>& out) const {
+    const KvRound& r = m_table.round(round);
+    const auto found = m_slots.find(r.id);
     const std::vector<int32_t> slots = found == m_slots.end() ? std::vector<int32_t>{} : found->second;
-    const int tokens = static_cast<int>(slots.size());
-    const KvLayout layout{m_c.nLayers, m_c.nKvHeads, m_c.headDim};
-    RoundKvSnapshot snap;
-    snap.round = round;
-    snap.firstLayer = firstLayer;
-    snap.layerCount = layerCount;
-    snap.tokenCount = tokens;
-    snap.dtype = "f32";
-    snap.bytes.resize(snapshotBytes(layout, layerCount, tokens));
+    const size_t block = slots.size() * static_cast<size_t>(m_c.kvDim());  // one layer's K (or V)
+    out.resize(2 * block * static_cast<size_t>(count));
     std::vector<kernels::KvSpan> runs;
     appendSpans(slots, runs);
     const size_t rowElems = static_cast<size_t>(m_c.kvDim());
-    std::vector<uint16_t> half(slots.size() * rowElems);
-    uint8_t* dst = snap.bytes.data();
-    for (int l = firstLayer; l < firstLayer + layerCount; ++l) {
+    const int lowerEnd = std::min(first + count, m_upper.watershed());
+    uint16_t* dst = out.data();
+    for (int l = first; l < lowerEnd; ++l) {
         for (const uint16_t* cache : {layerKeys(l), layerValues(l)}) {
             size_t row = 0;
             for (const kernels::KvSpan& s : runs) {
-                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(half.data() + row * rowElems, cache + s.start * rowElems,
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(dst + row * rowElems, cache + s.start * rowElems,
                                                            s.count * rowElems * sizeof(uint16_t),
                                                            cudaMemcpyDeviceToHost, m_b.stream()),
                                            "KV export"));
                 row += static_cast<size_t>(s.count);
             }
-            RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV export"));
-            for (uint16_t h : half) {
-                const float f = kernels::fp16ToFloat(h);
-                std::memcpy(dst, &f, sizeof f);
-                dst += sizeof f;
-            }
+            dst += block;
         }
     }
-    return snap;
+    RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV export"));
+    const int upperFirst = std::max(first, m_upper.watershed());
+    if (upperFirst < first + count)
+        RC_TRY(m_upper.read(r, upperFirst, first + count - upperFirst, dst));
+    return {};
 }
 
-Status CudaContext::importRound(const RoundKvSnapshot& snapshot, int firstPosition) {
-    const KvLayout layout{m_c.nLayers, m_c.nKvHeads, m_c.headDim};
-    const int tokens = snapshot.tokenCount;
-    if (snapshot.dtype != "f32" || snapshot.firstLayer != 0 || snapshot.layerCount != m_c.nLayers || tokens < 0 ||
-        snapshot.bytes.size() != snapshotBytes(layout, m_c.nLayers, tokens))
-        return makeError(ErrorCode::Mismatch, "KV snapshot does not match this model's layout (f32, every layer)");
-    if (static_cast<int>(m_free.size()) < tokens || m_table.tokenCount() + tokens > m_table.capacity())
-        return makeError(ErrorCode::ContextFull, "the restored round does not fit the context");
-    RC_TRY(m_table.beginRoundAt(firstPosition));
-    if (Status st = m_table.checkAppend(tokens); !st) {
-        (void)m_table.keepRounds(m_table.roundCount() - 1);
-        return st;
-    }
-    const std::vector<int32_t> slots = lowestFree(tokens);
+Status CudaContext::writeRound(uint64_t id, const std::vector<int32_t>& slots, const std::vector<uint16_t>& image) {
+    const size_t block = slots.size() * static_cast<size_t>(m_c.kvDim());
     std::vector<kernels::KvSpan> runs;
     appendSpans(slots, runs);
     const size_t rowElems = static_cast<size_t>(m_c.kvDim());
-    std::vector<uint16_t> half(static_cast<size_t>(tokens) * rowElems);
-    const uint8_t* src = snapshot.bytes.data();
-    for (int l = 0; l < m_c.nLayers; ++l) {
+    const uint16_t* src = image.data();
+    for (int l = 0; l < m_upper.watershed(); ++l) {
         for (uint16_t* cache : {layerKeys(l), layerValues(l)}) {
-            for (uint16_t& h : half) {
-                float f;
-                std::memcpy(&f, src, sizeof f);
-                src += sizeof f;
-                h = kernels::floatToFp16(f);
-            }
             size_t row = 0;
             for (const kernels::KvSpan& s : runs) {
-                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(cache + s.start * rowElems, half.data() + row * rowElems,
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(cache + s.start * rowElems, src + row * rowElems,
                                                            s.count * rowElems * sizeof(uint16_t),
                                                            cudaMemcpyHostToDevice, m_b.stream()),
                                            "KV import"));
                 row += static_cast<size_t>(s.count);
             }
-            RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV import"));
+            src += block;
         }
+    }
+    RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV import"));
+    return m_upper.split() ? m_upper.write(id, static_cast<int>(slots.size()), src) : Status{};
+}
+
+Result<RoundKvSnapshot> CudaContext::exportRound(int round, int firstLayer, int layerCount) const {
+    if (round < 0 || round >= m_table.roundCount() || firstLayer < 0 || layerCount <= 0 ||
+        firstLayer + layerCount > m_c.nLayers)
+        return makeError(ErrorCode::InvalidArgument, "exportRound: round or layer range out of range");
+    std::vector<uint16_t> half;
+    RC_TRY(readRound(round, firstLayer, layerCount, half));
+    RoundKvSnapshot snap;
+    snap.round = round;
+    snap.firstLayer = firstLayer;
+    snap.layerCount = layerCount;
+    snap.tokenCount = m_table.round(round).tokenCount;
+    snap.dtype = "f32";
+    snap.bytes.resize(half.size() * sizeof(float));
+    uint8_t* dst = snap.bytes.data();
+    for (uint16_t h : half) {
+        const float f = kernels::fp16ToFloat(h);
+        std::memcpy(dst, &f, sizeof f);
+        dst += sizeof f;
+    }
+    return snap;
+}
+
+Status CudaContext::importRound(const RoundKvSnapshot& snapshot, int firstPosition) {
+    // f32 is the snapshot format of every backend; f16 (the device's own encoding) is taken as is.
+    const KvLayout layout{m_c.nLayers, m_c.nKvHeads, m_c.headDim};
+    const int tokens = snapshot.tokenCount;
+    const bool f16 = snapshot.dtype == "f16";
+    const uint64_t f32Bytes = snapshotBytes(layout, m_c.nLayers, tokens);
+    if ((!f16 && snapshot.dtype != "f32") || snapshot.firstLayer != 0 || snapshot.layerCount != m_c.nLayers ||
+        tokens < 0 || snapshot.bytes.size() != (f16 ? f32Bytes / 2 : f32Bytes))
+        return makeError(ErrorCode::Mismatch,
+                         "KV snapshot does not match this model's layout (f32 or f16, every layer)");
+    if (static_cast<int>(m_free.size()) < tokens || m_table.tokenCount() + tokens > m_table.capacity())
+        return makeError(ErrorCode::ContextFull, "the restored round does not fit the context");
+    std::vector<uint16_t> half(snapshot.bytes.size() / (f16 ? sizeof(uint16_t) : sizeof(float)));
+    if (f16) {
+        std::memcpy(half.data(), snapshot.bytes.data(), snapshot.bytes.size());
+    } else {
+        const uint8_t* src = snapshot.bytes.data();
+        for (uint16_t& h : half) {
+            float f;
+            std::memcpy(&f, src, sizeof f);
+            src += sizeof f;
+            h = kernels::floatToFp16(f);
+        }
+    }
+    // The round that stops being the last one keeps its upper layers on the host from now on.
+    if (m_upper.split() && m_table.roundCount() > 0)
+        RC_TRY(m_upper.flush(m_table, m_table.roundCount() - 1));
+    RC_TRY(m_table.beginRoundAt(firstPosition));
+    if (Status st = m_table.checkAppend(tokens); !st) {
+        (void)m_table.keepRounds(m_table.roundCount() - 1);
+        return st;
+    }
+    const uint64_t id = m_table.round(m_table.roundCount() - 1).id;
+    const std::vector<int32_t> slots = lowestFree(tokens);
+    if (Status st = writeRound(id, slots, half); !st) {
+        (void)m_table.keepRounds(m_table.roundCount() - 1);
+        releaseDeadSlots();
+        return st;
     }
     RC_TRY(uploadPositions(slots, firstPosition));
     m_table.commitAppend(tokens);
-    m_slots[m_table.round(m_table.roundCount() - 1).id] = slots;
+    m_slots[id] = slots;
     m_free.resize(m_free.size() - slots.size());
+    return {};
+}
+
+Status CudaContext::setPlacement(int watershed, uint64_t vramBudgetBytes) {
+    const int w = std::clamp(watershed, 1, m_c.nLayers);
+    if (w == m_upper.watershed()) {
+        m_upper.setBudget(vramBudgetBytes);
+        return {};
+    }
+    if (m_nextLayer >= 0)
+        return makeError(ErrorCode::InvalidArgument, "setPlacement while a batch is begun");
+    // Every round's KV goes through the host: read in the old placement, written back in the new one.
+    std::vector<std::vector<uint16_t>> images(static_cast<size_t>(m_table.roundCount()));
+    for (int r = 0; r < m_table.roundCount(); ++r)
+        RC_TRY(readRound(r, 0, m_c.nLayers, images[static_cast<size_t>(r)]));
+    const size_t lowerElems = static_cast<size_t>(w) * m_capacity * m_c.kvDim();
+    auto k = DeviceBuffer<uint16_t>::create(lowerElems);
+    if (!k)
+        return k.error();
+    auto v = DeviceBuffer<uint16_t>::create(lowerElems);
+    if (!v)
+        return v.error();
+    m_k = std::move(*k);
+    m_v = std::move(*v);
+    m_upper.configure(w, vramBudgetBytes);
+    ++m_generation;  // captured graphs hold the old cache pointers
+    for (int r = 0; r < m_table.roundCount(); ++r) {
+        const uint64_t id = m_table.round(r).id;
+        RC_TRY(writeRound(id, m_slots[id], images[static_cast<size_t>(r)]));
+    }
     return {};
 }
 

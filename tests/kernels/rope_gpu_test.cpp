@@ -1,9 +1,11 @@
-// rope() against ropeRef and ropeShift() (on fp16 cache rows) against ropeShiftRef. Positions reach 100000, where
-// only a double-precision angle agrees with the reference: float32 RoPE tolerance 1e-5 absolute (values in [-1, 1]);
-// the shifted fp16 keys are compared after rounding the reference to fp16, within 1 fp16 ulp (1e-3 relative).
+// rope() against ropeRef and ropeShift() (fp16 cache rows, in place and into scratch) against ropeShiftRef.
+// Positions reach 100000, where only a double-precision angle agrees with the reference: float32 RoPE tolerance 1e-5
+// absolute (values in [-1, 1]); the shifted fp16 keys are compared after rounding the reference to fp16, within 1
+// fp16 ulp (1e-3 relative).
 #include "kernels/rope.h"
 
 #include <numeric>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -39,6 +41,8 @@ TEST(RopeGpu, MatchesReference) {
     }
 }
 
+// In place, and into a scratch copy (rows not listed stay as the scratch had them, the source is unchanged), with
+// ropeDim == headDim and ropeDim < headDim (the dims past it are copied).
 TEST(RopeGpu, ShiftMatchesReferenceOnCacheRows) {
     const int capacity = 64, nTokens = 20, nHeads = 4, headDim = 64;
     const auto keys = gputest::randomFloats(static_cast<size_t>(capacity) * nHeads * headDim, 11);
@@ -48,25 +52,38 @@ TEST(RopeGpu, ShiftMatchesReferenceOnCacheRows) {
         slots[t] = (t * 7 + 3) % capacity;  // scattered, distinct
     const auto from = randomPositions(nTokens, 12, 50000);
     const auto to = randomPositions(nTokens, 13, 50000);
-    // Reference: decode the selected rows, shift, round back to fp16.
-    std::vector<float> want = gputest::fromHalf(cache);
-    std::vector<float> rows(static_cast<size_t>(nTokens) * nHeads * headDim);
     const size_t rowLen = static_cast<size_t>(nHeads) * headDim;
-    for (int t = 0; t < nTokens; ++t)
-        std::copy_n(want.begin() + slots[t] * rowLen, rowLen, rows.begin() + t * rowLen);
-    kernels::ropeShiftRef(rows.data(), from.data(), to.data(), nTokens, nHeads, headDim, headDim, 10000.0f);
-    for (int t = 0; t < nTokens; ++t)
-        for (size_t i = 0; i < rowLen; ++i)
-            want[slots[t] * rowLen + i] = kernels::fp16ToFloat(kernels::floatToFp16(rows[t * rowLen + i]));
+    const std::vector<uint16_t> zeros(cache.size(), 0);
+    for (int ropeDim : {headDim, 32}) {
+        for (bool inPlace : {true, false}) {
+            SCOPED_TRACE(std::to_string(ropeDim) + (inPlace ? " in place" : " into scratch"));
+            // Reference: decode the selected rows, shift, round back to fp16; other rows keep the destination's.
+            const std::vector<float> src = gputest::fromHalf(cache);
+            std::vector<float> want = inPlace ? src : gputest::fromHalf(zeros);
+            std::vector<float> rows(static_cast<size_t>(nTokens) * rowLen);
+            for (int t = 0; t < nTokens; ++t)
+                std::copy_n(src.begin() + slots[t] * rowLen, rowLen, rows.begin() + t * rowLen);
+            kernels::ropeShiftRef(rows.data(), from.data(), to.data(), nTokens, nHeads, headDim, ropeDim, 10000.0f);
+            for (int t = 0; t < nTokens; ++t)
+                for (size_t i = 0; i < rowLen; ++i)
+                    want[slots[t] * rowLen + i] = kernels::fp16ToFloat(kernels::floatToFp16(rows[t * rowLen + i]));
 
-    auto dcache = gputest::toDevice(cache);
-    auto dslots = gputest::toDevice(slots);
-    auto dfrom = gputest::toDevice(from);
-    auto dto = gputest::toDevice(to);
-    ASSERT_TRUE(kernels::ropeShift(nullptr, dcache.data(), dslots.data(), dfrom.data(), dto.data(), nTokens, nHeads,
-                                   headDim, headDim, 10000.0f)
-                    .ok());
-    gputest::expectClose(gputest::fromHalf(gputest::toHost(dcache)), want, 1e-4f, 1e-3f, "ropeShift");
+            auto dcache = gputest::toDevice(cache);
+            auto dscratch = gputest::toDevice(zeros);
+            auto dslots = gputest::toDevice(slots);
+            auto dfrom = gputest::toDevice(from);
+            auto dto = gputest::toDevice(to);
+            uint16_t* dst = inPlace ? dcache.data() : dscratch.data();
+            ASSERT_TRUE(kernels::ropeShift(nullptr, dcache.data(), dst, dslots.data(), dfrom.data(), dto.data(),
+                                           nTokens, nHeads, headDim, ropeDim, 10000.0f)
+                            .ok());
+            gputest::expectClose(gputest::fromHalf(gputest::toHost(inPlace ? dcache : dscratch)), want, 1e-4f, 1e-3f,
+                                 "ropeShift");
+            if (!inPlace) {
+                EXPECT_EQ(gputest::toHost(dcache), cache);
+            }
+        }
+    }
 }
 
 TEST(RopeGpu, RejectsOddDims) {

@@ -74,7 +74,7 @@ stage() {
 build_ours() {
     tools/gpu/configure.sh "$RC_BUILD" -DROUNDCHAT_BUILD_TESTS=OFF >"$WORK/logs/rc-cmake.log" 2>&1 \
         || { tail -40 "$WORK/logs/rc-cmake.log"; return 1; }
-    cmake --build "$RC_BUILD" -j"$(nproc)" --target roundchat-bench roundchat-mkmodel >"$WORK/logs/rc-build.log" 2>&1 \
+    cmake --build "$RC_BUILD" -j"$(nproc)" --target roundchat-bench roundchat-mkmodel roundchat_cuda_plugin >"$WORK/logs/rc-build.log" 2>&1 \
         || { grep -E "error|FAILED" "$WORK/logs/rc-build.log" | head -40; return 1; }
     echo "built $RC_BUILD/app/roundchat-bench and roundchat-mkmodel"
 }

@@ -7,8 +7,11 @@
 //     runLayers(Lw, L, selected rounds)          upper layers see only the recalled rounds (+ the batch's own)
 //
 // The selection is made by the first batch of a round (the question) and kept for every later batch of the same
-// round (the decode steps, a regenerated answer), as in the paper; trimming the question away selects again. Full-KV mode runs the same path with every round visible, so the two
-// modes differ only in the KvView of the upper layers.
+// round (the decode steps, a regenerated answer), as in the paper; trimming the question away selects again.
+// Full-KV mode runs the same path with every round visible, so the two modes differ only in the KvView of the upper
+// layers. Past the model's trained context, every batch's views are windowed and packed to contiguous positions so
+// that no layer attends further than the model was trained on; full KV then fails with ContextFull
+// (round_attention.cpp explains).
 //
 // Callers hold a BackendContext (internal: inference/backend.h): the session, the calibration and the benchmark
 // inside the library. Ownership: a RoundAttention belongs to one conversation and borrows the ModelConfig, which
@@ -19,6 +22,7 @@
 #include <span>
 #include <vector>
 
+#include "inference/kv_sharing.h"
 #include "inference/model_config.h"
 #include "inference/round_policy.h"
 #include "inference/session.h"
@@ -27,16 +31,24 @@ namespace inference {
 
 class BackendContext;  // inference/backend.h
 struct ForwardBatch;
+class KvRoundTable;    // inference/kv_cache.h
+
+// The past rounds one layer range attended and where (backend.h KvView).
+struct RoundView {
+    std::vector<int> rounds;  // ascending
+    std::vector<int> deltas;  // parallel to rounds: position shift of each; empty: their stored positions
+};
 
 // What the last selection decided and why: for logging and the benchmark (RecallReport is the app-facing part).
 struct TurnDiagnostics {
     bool selected = false;              // a selection was made for the current round
     RoundSelection selection;           // in full-KV mode: every past round, with the measured shares
     AlternativeSelections alternatives; // what the paper's other policies would have chosen
-    // The upper layers attend keys further back than the trained context (the batch's last position minus the
-    // first position of the oldest visible round). Needs the recalled rounds shifted to contiguous positions:
-    // compactRoundPositions() when the distance comes from gaps; otherwise it needs per-round position offsets in
-    // KvView, which the backend does not have yet.
+    // Views of the last batch: layers [0, L_w) and [L_w, L). Past the trained context the lower one is a window
+    // (round 0 and the newest rounds) and both are packed to contiguous positions (round_attention.cpp explains).
+    RoundView lowerView;
+    RoundView upperView;
+    // Some batch of this round had a view further than the trained context from its last token, so it was packed.
     bool spanBeyondContext = false;
 };
 
@@ -60,12 +72,15 @@ public:
     // The report for the round being answered, with byte counts as of now (call it after the answer).
     RecallReport report(const BackendContext& ctx) const;
     const TurnDiagnostics& diagnostics() const { return m_diag; }
-    // Forget the selection and the device cache model (after the cache was rebuilt, e.g. truncated or compacted).
+    // Forget the selection (after the cache was rebuilt, e.g. truncated or compacted).
     void reset();
 
 private:
-    Status select(BackendContext& ctx);
-    uint64_t bytesPerTokenLayer(const BackendContext& ctx) const;
+    Status select(BackendContext& ctx, const std::vector<int>& lowerRounds);
+    // Positions past the trained context (round_attention.cpp): the past rounds layers [0, L_w) see for a batch of
+    // nBatch tokens (ContextFull when they cannot fit), and where a view's rounds are placed.
+    Result<std::vector<int>> lowerRounds(const KvRoundTable& table, int nBatch, KvMode mode) const;
+    RoundView place(const KvRoundTable& table, std::vector<int> rounds, int nBatch) const;
 
     const ModelConfig& m_config;
     RoundAttentionOptions m_options;
@@ -79,9 +94,13 @@ private:
     std::vector<int> m_visible;  // past rounds the upper layers see, ascending
     KvMode m_mode = KvMode::FullKv;  // the mode the current selection was made in
     TurnDiagnostics m_diag;
-    UpperKvResidency m_residency;
-    uint64_t m_bytesCopied = 0;
+    // The context's cumulative host->device traffic when the selection was made (the report gives this turn's).
+    uint64_t m_copiedAtSelection = 0;
+    double m_copyMsAtSelection = 0.0;
     double m_selectMs = 0.0;
+    // options.sharing resolved for the model; used by every batch while options.sharing.enabled.
+    KvSharingPlan m_sharingPlan;
+    Status m_sharingStatus;  // InvalidArgument when options.sharing does not fit the model (forward() fails)
 };
 
 // One round of a scripted conversation as token ids (calibration and benchmark input). Round 0 is the system

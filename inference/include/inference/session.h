@@ -48,6 +48,29 @@ struct BackendInfo {
 // Stored in settings: values are fixed, never change or reuse one.
 enum class KvMode : int { FullKv = 0, RoundAttention = 1 };
 
+// Stored in settings: values are fixed, never change or reuse one.
+// How the non-first layers of a group attend to distant tokens (docs/PAPERS.md B2.3; inference/kv_sharing.h):
+// SharedScores (the paper's v1): the group's first layer's query and key give the distant attention weights, the
+// layer's own values are averaged with them. SharedKeys (v2, PoD): the layer's own query against the first layer's
+// keys, own values. Both store the same bytes. SharedKeys pairs a query and a key projection that were never trained
+// together (the paper post-trains for it); SharedScores reuses exactly the distributions the calibration measured as
+// similar, and it is far better untrained (stories260K: 92% vs 64% top-1 agreement, docs/PERFORMANCE.md): the
+// default.
+enum class KvSharingVariant : int { SharedScores = 0, SharedKeys = 1 };
+
+// Inter-layer key sharing for distant tokens (arXiv 2412.02252, training-free). A key at position x is proximal to
+// a query at position p when x < sinkTokens or p - x < windowTokens, distant otherwise. Proximal keys are kept in
+// every layer; a distant key only in the first layer of its layer group. Values are kept in every layer.
+struct KvSharingOptions {
+    bool enabled = false;
+    int sinkTokens = 16;
+    int windowTokens = 4080;
+    KvSharingVariant variant = KvSharingVariant::SharedScores;
+    // First layer of each group, ascending, starting at 0 (calibration.h: KvSharingCalibration::groupStarts).
+    // Empty: every layer is its own group, i.e. nothing is shared.
+    std::vector<int> groupStarts;
+};
+
 // Round Attention policy; settable per conversation.
 struct RoundAttentionOptions {
     KvMode mode = KvMode::FullKv;
@@ -56,6 +79,7 @@ struct RoundAttentionOptions {
     int maxRecalledRounds = 8;      // cap on rounds selected by score (kept rounds come on top)
     int keepLatestRounds = 1;       // the most recent rounds always recalled (round 0, the system prompt, always is)
     uint64_t vramBudgetBytes = 0;   // cache of recently recalled upper-layer KV; 0: no cache beyond this turn
+    KvSharingOptions sharing;       // off by default; combines with either mode (recalled rounds stored shared)
 };
 
 struct SessionOptions {

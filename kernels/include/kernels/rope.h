@@ -17,11 +17,13 @@ namespace kernels {
 roundchat::Status rope(cudaStream_t stream, float* x, const int32_t* positions, int nTokens, int nHeads, int headDim,
                        int ropeDim, float freqBase);
 
-// Re-rotates cached fp16 keys from fromPositions to toPositions (rotation by the difference), in place.
-// kCache: (capacity, nHeads, headDim) device fp16 bits; slots: (nTokens) device int32 cache rows to shift;
+// Re-rotates cached fp16 keys from fromPositions to toPositions (rotation by the difference): row slots[t] of dst
+// becomes row slots[t] of src rotated, its dims past ropeDim copied unchanged. dst may be src (in place); otherwise
+// a scratch copy of the cache (Round Attention reads recalled rounds at shifted positions this way, the stored keys
+// unchanged). src, dst: (capacity, nHeads, headDim) device fp16 bits; slots: (nTokens) device int32 distinct rows;
 // fromPositions, toPositions: (nTokens) device int32.
-roundchat::Status ropeShift(cudaStream_t stream, uint16_t* kCache, const int32_t* slots, const int32_t* fromPositions,
-                            const int32_t* toPositions, int nTokens, int nHeads, int headDim, int ropeDim,
-                            float freqBase);
+roundchat::Status ropeShift(cudaStream_t stream, const uint16_t* src, uint16_t* dst, const int32_t* slots,
+                            const int32_t* fromPositions, const int32_t* toPositions, int nTokens, int nHeads,
+                            int headDim, int ropeDim, float freqBase);
 
 }  // namespace kernels
