@@ -56,11 +56,11 @@ constexpr char kUpsertSetting[] =
 constexpr char kSelectSetting[] = "SELECT value FROM settings WHERE key = ?1";
 
 constexpr char kInsertRecall[] =
-    "INSERT INTO recall_log (message_id, vram_kv_bytes, full_kv_bytes, copied_bytes, select_ms, copy_ms, created_at) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT INTO recall_log (message_id, vram_kv_bytes, full_kv_bytes, copied_bytes, select_ms, copy_ms, created_at, "
+    "kv_mode) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 constexpr char kInsertRecallRound[] = "INSERT INTO recall_rounds (recall_id, round_index, score) VALUES (?1, ?2, ?3)";
 constexpr char kSelectRecall[] =
-    "SELECT id, message_id, vram_kv_bytes, full_kv_bytes, copied_bytes, select_ms, copy_ms, created_at "
+    "SELECT id, message_id, vram_kv_bytes, full_kv_bytes, copied_bytes, select_ms, copy_ms, created_at, kv_mode "
     "FROM recall_log WHERE message_id = ?1 ORDER BY id";
 constexpr char kSelectRecallRounds[] =
     "SELECT round_index, score FROM recall_rounds WHERE recall_id = ?1 ORDER BY round_index";
@@ -373,7 +373,8 @@ Result<int64_t> ChatStore::addRecallLog(const RecallLogEntry& e) {
         Result<Statement> s = m_db.prepare(kInsertRecall);
         STORAGE_CHECK(s);
         RC_TRY(
-            s->bind(e.messageId, e.vramKvBytes, e.fullKvBytes, e.copiedBytes, e.selectMs, e.copyMs, Database::nowMs())
+            s->bind(e.messageId, e.vramKvBytes, e.fullKvBytes, e.copiedBytes, e.selectMs, e.copyMs, Database::nowMs(),
+                    e.mode ? std::optional<int64_t>(int64_t(*e.mode)) : std::nullopt)
                 .run());
     }
     const int64_t id = sqlite3_last_insert_rowid(m_db.handle());
@@ -406,6 +407,8 @@ Result<std::vector<RecallLogEntry>> ChatStore::recallLog(int64_t messageId) {
             e.selectMs = s->getDouble(5);
             e.copyMs = s->getDouble(6);
             e.createdAtMs = s->getInt(7);
+            if (!s->isNull(8))
+                e.mode = RecallKvMode(s->getInt(8));
             out.push_back(std::move(e));
         }
     }

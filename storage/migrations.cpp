@@ -100,9 +100,16 @@ CREATE TABLE recall_rounds (
 CREATE INDEX kv_snapshots_by_age ON kv_snapshots(created_at, id);
 )sql";
 
+// v3: which KV mode produced each answer (RecallKvMode values), so a reopened answer shows the badge it had. NULL for
+// answers logged before: the app then infers the mode from the byte counts.
+constexpr char kSchemaV3[] = R"sql(
+ALTER TABLE recall_log ADD COLUMN kv_mode INTEGER;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, kSchemaV1},
     {2, kSchemaV2},
+    {3, kSchemaV3},
 };
 
 }  // namespace

@@ -28,6 +28,7 @@ using roundchat::ErrorCode;
 namespace {
 constexpr int kTitleChars = 48;
 constexpr int kHostMemoryIntervalMs = 1000;
+constexpr quint64 kBytesPerMb = 1000 * 1000;  // decimal, as formatBytes shows them
 const QString kStoryModelFile = QStringLiteral("stories260K.gguf");
 
 QString titleFrom(const QString& text) {
@@ -84,7 +85,7 @@ QString AppController::modelsDir() const { return m_dataDir + QStringLiteral("/m
 void AppController::start() {
     ui::applyTheme(m_values.theme);
     m_window->applyShortcuts(m_values);
-    m_inference.applySettings(m_values);
+    applyActiveSettings();
     if (const QByteArray g = m_settings.windowGeometry(); !g.isEmpty())
         m_window->restoreGeometry(g);
     m_window->chat()->setInputEnabled(false, tr("Loading the model…"));
@@ -177,8 +178,9 @@ void AppController::connectInference() {
             qInfo("CPU fallback: %s", qPrintable(info.fallbackReason));
             m_window->chat()->errorBar()->showMessage(
                 ui::MessageBar::Level::Info,
-                tr("No usable NVIDIA GPU was found, so %1 runs on the CPU. Answers are slower; the VRAM dashboard "
-                   "shows host memory.").arg(info.name));
+                tr("%1 runs on the CPU: %2 Answers are slower; the VRAM dashboard shows host memory.")
+                    .arg(info.name, info.fallbackReason.endsWith(QLatin1Char('.')) ? info.fallbackReason
+                                                                                    : info.fallbackReason + '.'));
         }
         if (QFileInfo(info.path).fileName() == kStoryModelFile && !m_settings.tinyModelBannerDismissed())
             m_window->chat()->banner()->showMessage(
@@ -200,9 +202,11 @@ void AppController::connectInference() {
             return;
         const Exchange ex = std::exchange(m_exchange, Exchange{});
         m_window->chat()->setGenerating(false);
-        m_window->chat()->setContextUsage(d.usedTokens, d.contextLength);
-        m_window->chat()->setTokensPerSecond(d.tokensPerSecond);
-        m_window->dashboard()->addAnswer(d.recall);
+        if (d.recall.valid) {  // not for a request cancelled before it started: it has no figures
+            m_window->chat()->setContextUsage(d.usedTokens, d.contextLength);
+            m_window->chat()->setTokensPerSecond(d.tokensPerSecond);
+            m_window->dashboard()->addAnswer(d.recall);
+        }
         if (d.text.isEmpty()) {
             m_messages.abortStreaming(d.requestId);  // stopped before the first token: nothing to keep
         } else {
@@ -231,6 +235,8 @@ void AppController::connectInference() {
     connect(&m_inference, &InferenceController::restored, this, [this](const RestoreDone& r) {
         qInfo("conversation %lld: restored %d rounds from disk (%d tokens); %d rounds recomputed; %d tokens prefilled",
               r.conversationId, r.restoredRounds, r.restoredTokens, r.recomputedRounds, r.prefilledTokens);
+        if (r.conversationId == m_conversationId)  // the meter showed the conversation left before
+            m_window->chat()->setContextUsage(r.restoredTokens + r.prefilledTokens, m_model.contextLength);
         if (r.restoredRounds + r.recomputedRounds > 0) {
             QString text = tr("Restored %1 rounds from disk").arg(r.restoredRounds);
             if (r.recomputedRounds > 0)
@@ -309,7 +315,8 @@ void AppController::connectChat() {
             return;
         if (m_conversationId == 0) {
             m_pendingSend = text;
-            m_createRequest = m_storage.createConversation(titleFrom(text), m_values.systemPrompt);
+            m_createRequest = m_storage.createConversation(titleFrom(text), m_values.systemPrompt,
+                                                           conversationSettingsJson(m_values));
             return;
         }
         // The last answer's save may still be on its way: then its request names the parent.
@@ -348,6 +355,7 @@ void AppController::connectChat() {
     connect(chat, &ui::ChatView::branchSwitchRequested, this,
             [this](qint64 messageId, int delta) { m_storage.switchBranch(messageId, delta); });
     connect(chat, &ui::ChatView::errorActionClicked, this, &AppController::onErrorAction);
+    connect(chat, &ui::ChatView::conversationSettingsRequested, this, &AppController::openConversationSettings);
     connect(chat->banner(), &ui::MessageBar::actionClicked, this,
             [this] { m_window->showPage(ui::MainWindow::Page::Models); });
     connect(chat->banner(), &ui::MessageBar::dismissed, this, [this] { m_settings.setTinyModelBannerDismissed(true); });
@@ -357,7 +365,9 @@ void AppController::connectChat() {
         if (m_exchange.inferenceId != 0)
             m_inference.cancelAll();
         m_conversationId = 0;
+        applyActiveSettings();
         m_messages.setMessages({});
+        m_window->chat()->setContextUsage(0, m_model.contextLength);
         m_window->sidebar()->list()->clearSelection();
         m_window->showPage(ui::MainWindow::Page::Chat);
     });
@@ -372,6 +382,7 @@ void AppController::connectChat() {
             if (m_exchange.inferenceId != 0)
                 m_inference.cancelAll();
             m_conversationId = 0;
+            applyActiveSettings();
             m_messages.setMessages({});
         }
         m_window->history()->setConversations(m_conversations.conversations());
@@ -386,6 +397,7 @@ void AppController::selectConversation(qint64 id) {
     if (m_exchange.inferenceId != 0)
         m_inference.cancelAll();
     m_conversationId = id;
+    applyActiveSettings();  // queued before the restore, so the session is rebuilt with this conversation's settings
     m_settings.setLastConversation(id);
     m_window->sidebar()->selectConversation(id);
     m_storage.loadMessages(id);
@@ -421,6 +433,7 @@ void AppController::connectStorage() {
                 m_window->history()->setConversations(m_conversations.conversations());
                 if (requestId != 0 && requestId == m_createRequest) {
                     m_conversationId = info.id;
+                    applyActiveSettings();
                     m_settings.setLastConversation(info.id);
                     m_window->sidebar()->selectConversation(info.id);
                     send(std::exchange(m_pendingSend, QString()), 0, 0);
@@ -430,7 +443,10 @@ void AppController::connectStorage() {
                 }
             });
     connect(&m_storage, &StorageController::messagesLoaded, this, [this](const ConversationMessages& loaded) {
-        if (loaded.conversationId != m_conversationId || m_exchange.inferenceId != 0)
+        // While this conversation streams an answer, the rows shown are newer than the database's. An answer of the
+        // conversation the user just left does not hold up the one now shown.
+        if (loaded.conversationId != m_conversationId ||
+            (m_exchange.inferenceId != 0 && m_exchange.conversationId == loaded.conversationId))
             return;
         m_messages.setMessages(loaded.messages);
         if (m_scrollTo != 0)
@@ -463,6 +479,19 @@ void AppController::connectStorage() {
     });
     connect(&m_storage, &StorageController::exported, this, [this](const ExportResult& r) {
         m_window->statusBar()->showMessage(tr("Exported to %1").arg(QDir::toNativeSeparators(r.path)), 8000);
+    });
+    connect(&m_storage, &StorageController::kvUsage, this, [this](const KvUsage& usage) {
+        m_storedKv = usage.totalBytes;
+        m_values.kvStorageCapMb = int((usage.capBytes + kBytesPerMb / 2) / kBytesPerMb);
+        m_conversations.setKvBytes(usage.bytesByConversation);
+        m_window->history()->setConversations(m_conversations.conversations());
+        m_window->history()->setKvCap(usage.capBytes);
+        if (usage.evictedSnapshots > 0)
+            m_window->statusBar()->showMessage(
+                tr("Freed %1 of stored KV (%n snapshot(s)). The text stays; those rounds are read again when "
+                   "continued.", nullptr, usage.evictedSnapshots)
+                    .arg(ui::formatBytes(usage.evictedBytes)),
+                8000);
     });
     connect(&m_storage, &StorageController::failed, this, [this](const ErrorInfo& e) {
         const ErrorContext context = e.requestId == m_importRequest   ? ErrorContext::Import
@@ -600,17 +629,46 @@ void AppController::onErrorAction(const QString& actionId) {
     }
 }
 
+void AppController::applyActiveSettings() {
+    const int row = m_conversations.rowOfId(m_conversationId);
+    m_active = row >= 0 ? conversationSettings(m_values, m_conversations.at(row)) : m_values;
+    m_inference.applySettings(m_active);
+}
+
 void AppController::openSettings() {
     ui::SettingsDialog dialog(m_values, m_window.get());
+    dialog.setStoredKvBytes(m_storedKv);
     if (dialog.exec() != QDialog::Accepted)
         return;
     const ui::SettingsValues old = std::exchange(m_values, dialog.values());
     m_settings.setValues(m_values);
     ui::applyTheme(m_values.theme);
     m_window->applyShortcuts(m_values);
-    m_inference.applySettings(m_values);
+    applyActiveSettings();
+    if (old.kvStorageCapMb != m_values.kvStorageCapMb)
+        m_storage.setKvCap(quint64(m_values.kvStorageCapMb) * kBytesPerMb);
     if ((old.backend != m_values.backend || old.contextLength != m_values.contextLength) && !m_loadingPath.isEmpty())
         loadModel(m_loadingPath);
+}
+
+void AppController::openConversationSettings() {
+    const int row = m_conversations.rowOfId(m_conversationId);
+    if (row < 0) {  // no conversation yet: the next one starts with the defaults
+        openSettings();
+        return;
+    }
+    const ui::ConversationInfo info = m_conversations.at(row);
+    ui::SettingsDialog dialog(conversationSettings(m_values, info), m_window.get(),
+                              ui::SettingsDialog::Scope::Conversation, info.title);
+    if (dialog.exec() != QDialog::Accepted || m_conversationId != info.id)
+        return;
+    const ui::SettingsValues chosen = dialog.values();
+    ui::ConversationInfo updated = info;
+    updated.systemPrompt = chosen.systemPrompt;
+    updated.settingsJson = conversationSettingsJson(chosen);
+    m_conversations.upsert(updated);  // the database's reply brings the same values back
+    m_storage.setConversationSettings(info.id, updated.systemPrompt, updated.settingsJson);
+    applyActiveSettings();
 }
 
 }  // namespace app

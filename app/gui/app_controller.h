@@ -34,6 +34,9 @@ public:
 
     // The story model shipped with the app (resources/models/stories260K.gguf), or empty when not found.
     static QString bundledStoryModel();
+    // The settings the inference worker runs with now: the shown conversation's own, or the app-wide defaults when
+    // no conversation is open.
+    const ui::SettingsValues& activeSettings() const { return m_active; }
 
 Q_SIGNALS:
     // A reopened conversation's session was rebuilt (after the status bar said how).
@@ -70,6 +73,9 @@ private:
     void showError(int code, ErrorContext context, const QString& subject, const QString& detail);
     void onErrorAction(const QString& actionId);
     void openSettings();
+    void openConversationSettings();
+    // Sends the shown conversation's settings (or the defaults) to the inference worker.
+    void applyActiveSettings();
     void openModelFile();
     QString modelsDir() const;
     void refreshModelStates();
@@ -77,7 +83,8 @@ private:
     QString m_dataDir;
     QString m_modelOverride;
     AppSettings m_settings;
-    ui::SettingsValues m_values;
+    ui::SettingsValues m_values;   // app-wide; the defaults of new conversations
+    ui::SettingsValues m_active;   // what the inference worker was last given
     ui::MessageListModel m_messages;
     ui::ConversationListModel m_conversations;
     std::unique_ptr<ui::MainWindow> m_window;  // after the models it shows: destroyed before them
@@ -101,6 +108,7 @@ private:
     ModelInfo m_model;
     bool m_modelReady = false;
     qint64 m_scrollTo = 0;         // message to show once its conversation is loaded (history search)
+    quint64 m_storedKv = 0;        // bytes of KV snapshots in the database, for the settings dialog
 };
 
 }  // namespace app

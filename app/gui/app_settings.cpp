@@ -1,5 +1,8 @@
 #include "app_settings.h"
 
+#include <QJsonDocument>
+#include <QJsonObject>
+
 namespace app {
 
 namespace {
@@ -26,10 +29,45 @@ const QString kBannerDismissed = QStringLiteral("ui/tinyModelBannerDismissed");
 const QString kGeometry = QStringLiteral("ui/geometry");
 const QString kLastConversation = QStringLiteral("ui/lastConversation");
 
+// JSON keys of the per-conversation settings (stored in the database: never rename one).
+template <typename T>
+struct JsonKey {
+    const char* key;
+    T ui::SettingsValues::*member;
+};
+constexpr JsonKey<double> kJsonDoubles[] = {
+    {"temperature", &ui::SettingsValues::temperature},   {"topP", &ui::SettingsValues::topP},
+    {"repeatPenalty", &ui::SettingsValues::repeatPenalty}, {"recallMass", &ui::SettingsValues::recallMass}};
+constexpr JsonKey<int> kJsonInts[] = {
+    {"topK", &ui::SettingsValues::topK},
+    {"maxNewTokens", &ui::SettingsValues::maxNewTokens},
+    {"watershedLayer", &ui::SettingsValues::watershedLayer},
+    {"keepLatestRounds", &ui::SettingsValues::keepLatestRounds},
+    {"maxRecalledRounds", &ui::SettingsValues::maxRecalledRounds},
+    {"vramBudgetMb", &ui::SettingsValues::vramBudgetMb}};
+constexpr JsonKey<bool> kJsonBools[] = {{"roundAttention", &ui::SettingsValues::roundAttention},
+                                        {"watershedAuto", &ui::SettingsValues::watershedAuto}};
+
 template <typename E>
 E enumValue(const QSettings& s, const QString& key, E fallback, E last) {
     const int v = s.value(key, int(fallback)).toInt();
     return v >= 0 && v <= int(last) ? E(v) : fallback;
+}
+
+// The ranges the settings dialog allows, for values read from a file or the database.
+ui::SettingsValues sanitized(ui::SettingsValues v) {
+    v.contextLength = std::max(0, v.contextLength);
+    v.temperature = std::clamp(v.temperature, 0.0, 2.0);
+    v.topP = std::clamp(v.topP, 0.0, 1.0);
+    v.topK = std::max(0, v.topK);
+    v.repeatPenalty = std::clamp(v.repeatPenalty, 1.0, 2.0);
+    v.maxNewTokens = std::max(1, v.maxNewTokens);
+    v.watershedLayer = std::max(1, v.watershedLayer);
+    v.recallMass = std::clamp(v.recallMass, 0.1, 1.0);
+    v.keepLatestRounds = std::max(0, v.keepLatestRounds);
+    v.maxRecalledRounds = std::max(1, v.maxRecalledRounds);
+    v.vramBudgetMb = std::max(0, v.vramBudgetMb);
+    return v;
 }
 }  // namespace
 
@@ -37,26 +75,26 @@ ui::SettingsValues AppSettings::values() const {
     const ui::SettingsValues d;
     ui::SettingsValues v;
     v.backend = enumValue(m_store, kBackend, d.backend, ui::BackendChoice::Gpu);
-    v.contextLength = std::max(0, m_store.value(kContext, d.contextLength).toInt());
+    v.contextLength = m_store.value(kContext, d.contextLength).toInt();
     v.systemPrompt = m_store.value(kSystemPrompt, d.systemPrompt).toString();
-    v.temperature = std::clamp(m_store.value(kTemperature, d.temperature).toDouble(), 0.0, 2.0);
-    v.topP = std::clamp(m_store.value(kTopP, d.topP).toDouble(), 0.0, 1.0);
-    v.topK = std::max(0, m_store.value(kTopK, d.topK).toInt());
-    v.repeatPenalty = std::clamp(m_store.value(kRepeatPenalty, d.repeatPenalty).toDouble(), 1.0, 2.0);
-    v.maxNewTokens = std::max(1, m_store.value(kMaxNewTokens, d.maxNewTokens).toInt());
+    v.temperature = m_store.value(kTemperature, d.temperature).toDouble();
+    v.topP = m_store.value(kTopP, d.topP).toDouble();
+    v.topK = m_store.value(kTopK, d.topK).toInt();
+    v.repeatPenalty = m_store.value(kRepeatPenalty, d.repeatPenalty).toDouble();
+    v.maxNewTokens = m_store.value(kMaxNewTokens, d.maxNewTokens).toInt();
     v.roundAttention = m_store.value(kRoundAttention, d.roundAttention).toBool();
     v.watershedAuto = m_store.value(kWatershedAuto, d.watershedAuto).toBool();
-    v.watershedLayer = std::max(1, m_store.value(kWatershedLayer, d.watershedLayer).toInt());
-    v.recallMass = std::clamp(m_store.value(kRecallMass, d.recallMass).toDouble(), 0.1, 1.0);
-    v.keepLatestRounds = std::max(0, m_store.value(kKeepLatest, d.keepLatestRounds).toInt());
-    v.maxRecalledRounds = std::max(1, m_store.value(kMaxRecalled, d.maxRecalledRounds).toInt());
-    v.vramBudgetMb = std::max(0, m_store.value(kVramBudget, d.vramBudgetMb).toInt());
+    v.watershedLayer = m_store.value(kWatershedLayer, d.watershedLayer).toInt();
+    v.recallMass = m_store.value(kRecallMass, d.recallMass).toDouble();
+    v.keepLatestRounds = m_store.value(kKeepLatest, d.keepLatestRounds).toInt();
+    v.maxRecalledRounds = m_store.value(kMaxRecalled, d.maxRecalledRounds).toInt();
+    v.vramBudgetMb = m_store.value(kVramBudget, d.vramBudgetMb).toInt();
     v.theme = enumValue(m_store, kTheme, d.theme, ui::Theme::Dark);
     m_store.beginGroup(kShortcutGroup);
     for (const QString& key : m_store.childKeys())
         v.shortcuts.insert(key, QKeySequence(m_store.value(key).toString(), QKeySequence::PortableText));
     m_store.endGroup();
-    return v;
+    return sanitized(v);
 }
 
 void AppSettings::setValues(const ui::SettingsValues& v) {
@@ -81,6 +119,33 @@ void AppSettings::setValues(const ui::SettingsValues& v) {
     for (auto it = v.shortcuts.begin(); it != v.shortcuts.end(); ++it)
         m_store.setValue(it.key(), it.value().toString(QKeySequence::PortableText));
     m_store.endGroup();
+}
+
+QString conversationSettingsJson(const ui::SettingsValues& values) {
+    QJsonObject o;
+    for (const auto& k : kJsonDoubles)
+        o.insert(QLatin1String(k.key), values.*k.member);
+    for (const auto& k : kJsonInts)
+        o.insert(QLatin1String(k.key), values.*k.member);
+    for (const auto& k : kJsonBools)
+        o.insert(QLatin1String(k.key), values.*k.member);
+    return QString::fromUtf8(QJsonDocument(o).toJson(QJsonDocument::Compact));
+}
+
+ui::SettingsValues conversationSettings(const ui::SettingsValues& defaults, const ui::ConversationInfo& conversation) {
+    ui::SettingsValues v = defaults;
+    v.systemPrompt = conversation.systemPrompt;
+    const QJsonObject o = QJsonDocument::fromJson(conversation.settingsJson.toUtf8()).object();
+    for (const auto& k : kJsonDoubles)
+        if (const QJsonValue j = o.value(QLatin1String(k.key)); j.isDouble())
+            v.*k.member = j.toDouble();
+    for (const auto& k : kJsonInts)
+        if (const QJsonValue j = o.value(QLatin1String(k.key)); j.isDouble())
+            v.*k.member = j.toInt();
+    for (const auto& k : kJsonBools)
+        if (const QJsonValue j = o.value(QLatin1String(k.key)); j.isBool())
+            v.*k.member = j.toBool();
+    return sanitized(v);
 }
 
 QString AppSettings::modelPath() const { return m_store.value(kModelPath).toString(); }

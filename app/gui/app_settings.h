@@ -31,4 +31,12 @@ private:
     QSettings& m_store;
 };
 
+// Per-conversation settings: the sampling and Round Attention fields of `values` as the JSON stored in the
+// conversation's row (its system prompt has a column of its own).
+QString conversationSettingsJson(const ui::SettingsValues& values);
+// The settings a conversation runs with: `defaults` (the app-wide values), overridden by the conversation's system
+// prompt and by each key of its settings JSON. Missing keys (older conversations store "{}") keep the default;
+// out-of-range values are clamped as the app-wide ones are.
+ui::SettingsValues conversationSettings(const ui::SettingsValues& defaults, const ui::ConversationInfo& conversation);
+
 }  // namespace app

@@ -196,8 +196,15 @@ RoundKv InferenceWorker::exportRound(int round) const {
 }
 
 void InferenceWorker::generate(const GenerateRequest& request) {
-    if (cancelled(request.requestId))
-        return;  // stopped before it started
+    if (cancelled(request.requestId)) {
+        // Stopped before it started (Stop, or a switch to another conversation, while an earlier request ran): the
+        // GUI still waits for this request's end.
+        GenerationDone done;
+        done.requestId = request.requestId;
+        done.stopReason = StopReason::Cancelled;
+        Q_EMIT generationDone(done);
+        return;
+    }
     if (!m_model) {
         Q_EMIT failed(ErrorInfo{request.requestId, int(inference::ErrorCode::FileNotFound), QStringLiteral("no model")});
         return;

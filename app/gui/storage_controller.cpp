@@ -17,6 +17,7 @@ StorageController::StorageController(QObject* parent) : QObject(parent), m_worke
     connect(m_worker, &StorageWorker::searchResults, this, &StorageController::searchResults, q);
     connect(m_worker, &StorageWorker::exported, this, &StorageController::exported, q);
     connect(m_worker, &StorageWorker::restoreLoaded, this, &StorageController::restoreLoaded, q);
+    connect(m_worker, &StorageWorker::kvUsage, this, &StorageController::kvUsage, q);
     connect(m_worker, &StorageWorker::failed, this, &StorageController::failed, q);
     m_thread.start();
 }
@@ -41,8 +42,15 @@ quint64 StorageController::open(const QString& path) {
 quint64 StorageController::listConversations() {
     return post([](StorageWorker& w, quint64 id) { w.listConversations(id); });
 }
-quint64 StorageController::createConversation(const QString& title, const QString& systemPrompt) {
-    return post([=](StorageWorker& w, quint64 id) { w.createConversation(id, title, systemPrompt); });
+quint64 StorageController::createConversation(const QString& title, const QString& systemPrompt,
+                                              const QString& settingsJson) {
+    return post([=](StorageWorker& w, quint64 id) { w.createConversation(id, title, systemPrompt, settingsJson); });
+}
+quint64 StorageController::setConversationSettings(qint64 conversationId, const QString& systemPrompt,
+                                                   const QString& settingsJson) {
+    return post([=](StorageWorker& w, quint64 id) {
+        w.setConversationSettings(id, conversationId, systemPrompt, settingsJson);
+    });
 }
 quint64 StorageController::renameConversation(qint64 conversationId, const QString& title) {
     return post([=](StorageWorker& w, quint64 id) { w.renameConversation(id, conversationId, title); });
@@ -79,6 +87,9 @@ quint64 StorageController::importConversation(const QString& path) {
 }
 quint64 StorageController::freeKv(qint64 conversationId) {
     return post([=](StorageWorker& w, quint64 id) { w.freeKv(id, conversationId); });
+}
+quint64 StorageController::setKvCap(quint64 capBytes) {
+    return post([=](StorageWorker& w, quint64 id) { w.setKvCap(id, capBytes); });
 }
 quint64 StorageController::writeRoundKv(qint64 conversationId, const RoundKv& kv) {
     return post([=](StorageWorker& w, quint64 id) { w.writeRoundKv(id, conversationId, kv); });

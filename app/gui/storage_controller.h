@@ -19,7 +19,8 @@ public:
 
     quint64 open(const QString& path);
     quint64 listConversations();
-    quint64 createConversation(const QString& title, const QString& systemPrompt);
+    quint64 createConversation(const QString& title, const QString& systemPrompt, const QString& settingsJson);
+    quint64 setConversationSettings(qint64 conversationId, const QString& systemPrompt, const QString& settingsJson);
     quint64 renameConversation(qint64 conversationId, const QString& title);
     quint64 setPinned(qint64 conversationId, bool pinned);
     quint64 deleteConversation(qint64 conversationId);
@@ -32,6 +33,7 @@ public:
     quint64 exportConversation(qint64 conversationId, bool json, const QString& path);
     quint64 importConversation(const QString& path);
     quint64 freeKv(qint64 conversationId);
+    quint64 setKvCap(quint64 capBytes);
     quint64 writeRoundKv(qint64 conversationId, const RoundKv& kv);
     quint64 loadRestore(qint64 conversationId, const QString& fingerprint, const QString& templateHash,
                         int layerCount);
@@ -45,6 +47,7 @@ Q_SIGNALS:
     void searchResults(const app::SearchResults& results);
     void exported(const app::ExportResult& result);
     void restoreLoaded(const app::RestoreData& data);
+    void kvUsage(const app::KvUsage& usage);
     void failed(const app::ErrorInfo& error);
 
 private:

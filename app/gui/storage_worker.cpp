@@ -23,6 +23,8 @@ ui::ConversationInfo toInfo(const storage::Conversation& c) {
     info.title = qs(c.title);
     info.pinned = c.pinned;
     info.updated = QDateTime::fromMSecsSinceEpoch(c.updatedAtMs, Qt::UTC);
+    info.systemPrompt = qs(c.systemPrompt);
+    info.settingsJson = qs(c.settingsJson);
     return info;
 }
 
@@ -73,8 +75,11 @@ void StorageWorker::open(quint64 requestId, const QString& path) {
     storage::SnapshotWriterOptions writerOptions;
     writerOptions.databasePath = path.toStdString();
     writerOptions.onOutcome = [this](const storage::WriteOutcome& outcome) {
-        if (!outcome.status)  // runs on the writer's thread: only a queued signal leaves it
+        // Runs on the writer's thread: only a queued signal or call leaves it.
+        if (!outcome.status)
             fail(0, int(outcome.status.error().code), outcome.status.error().detail);
+        else  // the new snapshot, and what the budget evicted for it, show on the storage thread's next turn
+            QMetaObject::invokeMethod(this, [this] { emitKvUsage(0, 0, 0); }, Qt::QueuedConnection);
     };
     m_writer.reset();
     if (auto writer = storage::SnapshotWriter::create(std::move(writerOptions)))
@@ -85,6 +90,22 @@ void StorageWorker::open(quint64 requestId, const QString& path) {
         fail(0, int(purged.error().code), purged.error().detail);
     const storage::OpenReport& report = m_db->openReport();
     Q_EMIT opened(requestId, report.recoveredFromCorruption, qs(report.quarantinedPath));
+    emitKvUsage(requestId, 0, 0);
+}
+
+void StorageWorker::emitKvUsage(quint64 requestId, int evictedSnapshots, quint64 evictedBytes) {
+    auto usage = m_kv->kvBytesPerConversation();
+    auto cap = m_kv->kvBudget();
+    if (!usage)
+        return fail(requestId, int(usage.error().code), usage.error().detail);
+    if (!cap)
+        return fail(requestId, int(cap.error().code), cap.error().detail);
+    KvUsage out{requestId, {}, 0, quint64(*cap), evictedSnapshots, evictedBytes};
+    for (const storage::ConversationKvUsage& u : *usage) {
+        out.bytesByConversation.insert(u.conversationId, quint64(u.bytes));
+        out.totalBytes += quint64(u.bytes);
+    }
+    Q_EMIT kvUsage(out);
 }
 
 void StorageWorker::listConversations(quint64 requestId) {
@@ -119,21 +140,44 @@ void StorageWorker::emitConversation(quint64 requestId, qint64 conversationId) {
     ui::ConversationInfo info = toInfo(*c);
     if (auto path = m_chats->activePath(conversationId))
         info.messageCount = int(path->size());
+    if (auto usage = m_kv->kvBytesPerConversation())
+        for (const storage::ConversationKvUsage& u : *usage)
+            if (u.conversationId == conversationId)
+                info.kvBytes = quint64(u.bytes);
     Q_EMIT conversationChanged(requestId, info);
 }
 
-void StorageWorker::createConversation(quint64 requestId, const QString& title, const QString& systemPrompt) {
+void StorageWorker::createConversation(quint64 requestId, const QString& title, const QString& systemPrompt,
+                                       const QString& settingsJson) {
     if (!ready(requestId))
         return;
     storage::Conversation c;
     c.title = title.toStdString();
     c.systemPrompt = systemPrompt.toStdString();
+    c.settingsJson = settingsJson.toStdString();
     auto id = m_chats->createConversation(c);
     if (!id) {
         fail(requestId, int(id.error().code), id.error().detail);
         return;
     }
     emitConversation(requestId, *id);
+}
+
+void StorageWorker::setConversationSettings(quint64 requestId, qint64 conversationId, const QString& systemPrompt,
+                                            const QString& settingsJson) {
+    if (!ready(requestId))
+        return;
+    auto tx = storage::Transaction::begin(*m_db);
+    if (!tx)
+        return fail(requestId, int(tx.error().code), tx.error().detail);
+    storage::Status st = m_chats->setSystemPrompt(conversationId, systemPrompt.toStdString());
+    if (st)
+        st = m_chats->setConversationSettings(conversationId, settingsJson.toStdString());
+    if (st)
+        st = tx->commit();
+    if (!st)
+        return fail(requestId, int(st.error().code), st.error().detail);
+    emitConversation(requestId, conversationId);
 }
 
 void StorageWorker::renameConversation(quint64 requestId, qint64 conversationId, const QString& title) {
@@ -198,7 +242,10 @@ void StorageWorker::loadMessages(quint64 requestId, qint64 conversationId) {
             if (auto log = m_chats->recallLog(m.id); log && !log->empty()) {
                 const storage::RecallLogEntry& e = log->back();
                 d.recall.valid = true;
-                d.recall.roundAttention = e.vramKvBytes < e.fullKvBytes;
+                // The log says which mode answered; entries from before it did (schema v2) are guessed from the
+                // bytes, which cannot tell Round Attention that recalled every round from full KV.
+                d.recall.roundAttention = e.mode ? *e.mode == storage::RecallKvMode::RoundAttention
+                                                 : e.vramKvBytes < e.fullKvBytes;
                 d.recall.roundsTotal = round - 1;
                 for (const storage::RecalledRound& rr : e.rounds)
                     d.recall.recalledRounds.append(rr.roundIndex);
@@ -237,6 +284,7 @@ void StorageWorker::appendMessage(quint64 requestId, qint64 conversationId, cons
     if (message.recall.valid) {
         storage::RecallLogEntry e;
         e.messageId = *id;
+        e.mode = message.recall.roundAttention ? storage::RecallKvMode::RoundAttention : storage::RecallKvMode::FullKv;
         for (int i = 0; i < message.recall.recalledRounds.size(); ++i)
             e.rounds.push_back({message.recall.recalledRounds[i], i < recallScores.size() ? recallScores[i] : 0.0});
         e.vramKvBytes = int64_t(message.recall.kvBytesInVram);
@@ -315,9 +363,21 @@ void StorageWorker::importConversation(quint64 requestId, const QString& path) {
 void StorageWorker::freeKv(quint64 requestId, qint64 conversationId) {
     if (!ready(requestId))
         return;
-    if (auto freed = m_kv->freeKv(conversationId); !freed)
+    auto freed = m_kv->freeKv(conversationId);
+    if (!freed)
         return fail(requestId, int(freed.error().code), freed.error().detail);
-    listConversations(requestId);
+    emitKvUsage(requestId, freed->snapshotsEvicted, quint64(freed->bytesFreed));
+}
+
+void StorageWorker::setKvCap(quint64 requestId, quint64 capBytes) {
+    if (!ready(requestId))
+        return;
+    if (auto st = m_kv->setKvBudget(int64_t(capBytes)); !st)
+        return fail(requestId, int(st.error().code), st.error().detail);
+    auto evicted = m_kv->enforceBudget();
+    if (!evicted)
+        return fail(requestId, int(evicted.error().code), evicted.error().detail);
+    emitKvUsage(requestId, evicted->snapshotsEvicted, quint64(evicted->bytesFreed));
 }
 
 void StorageWorker::writeRoundKv(quint64 requestId, qint64 conversationId, const RoundKv& kv) {

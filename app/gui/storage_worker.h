@@ -30,7 +30,11 @@ public:
 public Q_SLOTS:
     void open(quint64 requestId, const QString& path);
     void listConversations(quint64 requestId);
-    void createConversation(quint64 requestId, const QString& title, const QString& systemPrompt);
+    // settingsJson: the conversation's own settings (app_settings.h conversationSettingsJson).
+    void createConversation(quint64 requestId, const QString& title, const QString& systemPrompt,
+                            const QString& settingsJson);
+    void setConversationSettings(quint64 requestId, qint64 conversationId, const QString& systemPrompt,
+                                 const QString& settingsJson);
     void renameConversation(quint64 requestId, qint64 conversationId, const QString& title);
     void setPinned(quint64 requestId, qint64 conversationId, bool pinned);
     void deleteConversation(quint64 requestId, qint64 conversationId);
@@ -46,6 +50,8 @@ public Q_SLOTS:
     void exportConversation(quint64 requestId, qint64 conversationId, bool json, const QString& path);
     void importConversation(quint64 requestId, const QString& path);
     void freeKv(quint64 requestId, qint64 conversationId);
+    // Sets the cap on stored KV (0: none) and evicts the oldest snapshots until the total fits; replies kvUsage().
+    void setKvCap(quint64 requestId, quint64 capBytes);
     // Queues the KV of round kv.round of the conversation's active branch (its messages are saved by then) for the
     // snapshot writer. Never waits for the disk.
     void writeRoundKv(quint64 requestId, qint64 conversationId, const app::RoundKv& kv);
@@ -64,12 +70,14 @@ Q_SIGNALS:
     void searchResults(const app::SearchResults& results);
     void exported(const app::ExportResult& result);
     void restoreLoaded(const app::RestoreData& data);
+    void kvUsage(const app::KvUsage& usage);
     void failed(const app::ErrorInfo& error);
 
 private:
     bool ready(quint64 requestId);
     void fail(quint64 requestId, int code, const std::string& detail);
     void emitConversation(quint64 requestId, qint64 conversationId);
+    void emitKvUsage(quint64 requestId, int evictedSnapshots, quint64 evictedBytes);
 
     std::unique_ptr<storage::Database> m_db;
     std::unique_ptr<storage::ChatStore> m_chats;  // borrow m_db; declared after it

@@ -24,6 +24,7 @@ void registerWorkerTypes() {
     qRegisterMetaType<SearchResults>();
     qRegisterMetaType<MessageSaved>();
     qRegisterMetaType<ExportResult>();
+    qRegisterMetaType<KvUsage>();
 }
 
 }  // namespace app

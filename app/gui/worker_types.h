@@ -6,6 +6,7 @@
 #include "ui/types.h"
 
 #include <QByteArray>
+#include <QHash>
 #include <QList>
 #include <QMetaType>
 #include <QString>
@@ -148,6 +149,18 @@ struct ExportResult {
     QString path;
 };
 
+// The KV snapshots on disk and the cap on them (storage::KvStore's budget): sent when the database opens, after each
+// round's snapshot is written (the budget may have evicted older ones) and after the cap or a conversation's KV
+// changed.
+struct KvUsage {
+    quint64 requestId = 0;
+    QHash<qint64, quint64> bytesByConversation;  // conversation id -> bytes; conversations with stored KV only
+    quint64 totalBytes = 0;
+    quint64 capBytes = 0;           // 0: no cap
+    int evictedSnapshots = 0;       // by this request (a lower cap)
+    quint64 evictedBytes = 0;
+};
+
 void registerWorkerTypes();
 
 }  // namespace app
@@ -166,3 +179,4 @@ Q_DECLARE_METATYPE(app::ConversationMessages)
 Q_DECLARE_METATYPE(app::SearchResults)
 Q_DECLARE_METATYPE(app::MessageSaved)
 Q_DECLARE_METATYPE(app::ExportResult)
+Q_DECLARE_METATYPE(app::KvUsage)

@@ -46,6 +46,50 @@ private Q_SLOTS:
         QCOMPARE(settings.modelPath(), QStringLiteral("/models/a.gguf"));
     }
 
+    // A conversation's JSON overrides the defaults key by key; missing keys (older conversations store "{}"), wrong
+    // types and broken JSON keep the default; values out of range are clamped.
+    void conversationSettingsOverrideDefaults() {
+        ui::SettingsValues defaults;
+        defaults.temperature = 0.5;
+        defaults.backend = ui::BackendChoice::Cpu;
+        defaults.systemPrompt = QStringLiteral("app-wide prompt");
+        ui::SettingsValues own = defaults;
+        own.temperature = 1.25;
+        own.topK = 7;
+        own.roundAttention = false;
+        own.watershedAuto = false;
+        own.watershedLayer = 3;
+        own.recallMass = 0.6;
+        own.vramBudgetMb = 128;
+        own.backend = ui::BackendChoice::Gpu;  // app-wide: not kept per conversation
+        ui::ConversationInfo c;
+        c.systemPrompt = QStringLiteral("conversation prompt");
+        c.settingsJson = app::conversationSettingsJson(own);
+        ui::SettingsValues got = app::conversationSettings(defaults, c);
+        QCOMPARE(got.temperature, 1.25);
+        QCOMPARE(got.topK, 7);
+        QCOMPARE(got.roundAttention, false);
+        QCOMPARE(got.watershedAuto, false);
+        QCOMPARE(got.watershedLayer, 3);
+        QCOMPARE(got.recallMass, 0.6);
+        QCOMPARE(got.vramBudgetMb, 128);
+        QCOMPARE(int(got.backend), int(ui::BackendChoice::Cpu));
+        QCOMPARE(got.systemPrompt, QStringLiteral("conversation prompt"));
+
+        c.settingsJson = QStringLiteral(R"({"temperature": 7, "topK": "many", "roundAttention": false})");
+        got = app::conversationSettings(defaults, c);
+        QCOMPARE(got.temperature, 2.0);  // clamped
+        QCOMPARE(got.topK, defaults.topK);
+        QCOMPARE(got.roundAttention, false);
+        QCOMPARE(got.maxNewTokens, defaults.maxNewTokens);
+        for (const QString& json : {QStringLiteral("{}"), QStringLiteral("not json"), QString()}) {
+            c.settingsJson = json;
+            got = app::conversationSettings(defaults, c);
+            QCOMPARE(got.temperature, 0.5);
+            QCOMPARE(got.roundAttention, defaults.roundAttention);
+        }
+    }
+
     void everyErrorHasAnActionableSentence() {
         for (int c = 1; c <= int(ErrorCode::GpuError); ++c) {
             for (app::ErrorContext context : {app::ErrorContext::LoadModel, app::ErrorContext::Generate,

@@ -11,14 +11,22 @@
 #include "ui/conversation_sidebar.h"
 #include "ui/message_bar.h"
 #include "ui/message_list_model.h"
+#include "ui/settings_dialog.h"
 
+#include <QApplication>
+#include <QCheckBox>
+#include <QDir>
+#include <QDialog>
 #include <QLabel>
 #include <QListView>
+#include <QProgressBar>
+#include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QStatusBar>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QTimer>
 
 namespace {
 
@@ -51,6 +59,7 @@ private Q_SLOTS:
         QSettings settings(dir.filePath(QStringLiteral("settings.ini")), QSettings::IniFormat);
         settings.setValue(QStringLiteral("generation/maxNewTokens"), 24);
         settings.setValue(QStringLiteral("generation/temperature"), 0.0);
+        QString badgeBefore;
         {
             app::AppController controller(settings, dir.filePath(QStringLiteral("data")), kModel);
             controller.start();
@@ -71,6 +80,9 @@ private Q_SLOTS:
             controller.window().chat()->regenerateLast();
             QTRY_VERIFY_WITH_TIMEOUT(answered(messages, 2) && messages.messageAt(1).branchCount == 2, kTimeoutMs);
             QCOMPARE(messages.messageAt(1).branchIndex, 1);
+            QVERIFY(messages.messageAt(1).recall.roundAttention);  // the default mode
+            badgeBefore = messages.data(messages.index(1), ui::MessageListModel::BadgeTextRole).toString();
+            QVERIFY(badgeBefore.startsWith(QStringLiteral("recalled rounds")));
         }  // the controller stops its workers; every write was committed when it was acknowledged
 
         auto db = storage::Database::open(dir.filePath(QStringLiteral("data/roundchat.sqlite3")).toStdString());
@@ -97,6 +109,9 @@ private Q_SLOTS:
         again.start();
         QTRY_COMPARE_WITH_TIMEOUT(messagesOf(again).rowCount(), 2, kTimeoutMs);
         QCOMPARE(messagesOf(again).messageAt(1).branchCount, 2);
+        // The reopened answer shows the badge it had, from the recall log (not "full KV").
+        QCOMPARE(messagesOf(again).data(messagesOf(again).index(1), ui::MessageListModel::BadgeTextRole).toString(),
+                 badgeBefore);
         QCOMPARE(again.window().sidebar()->currentId(), conversations->front().id);
 
         // Reopening the conversation imported round 1 from its snapshot: only the system prompt (BOS) was computed.
@@ -108,11 +123,144 @@ private Q_SLOTS:
         QVERIFY(done.restoredTokens > 0);
         QVERIFY2(done.prefilledTokens <= 1, qPrintable(QString::number(done.prefilledTokens)));
         QVERIFY(again.window().statusBar()->currentMessage().startsWith(QStringLiteral("Restored 1 rounds")));
+        // The context meter shows the reopened conversation's tokens.
+        auto* meter = again.window().chat()->findChild<QProgressBar*>(QStringLiteral("contextMeter"));
+        QVERIFY(meter);
+        QCOMPARE(meter->value(), done.restoredTokens + done.prefilledTokens);
         // The restored session continues the conversation.
         ui::ChatInput* input = again.window().chat()->input();
         QTest::keyClicks(input, QStringLiteral("The end"));
         QTest::keyClick(input, Qt::Key_Return);
         QTRY_VERIFY_WITH_TIMEOUT(answered(messagesOf(again), 4), kTimeoutMs);
+    }
+
+    // Each conversation runs with its own settings: switching applies them, a new chat gets the app-wide defaults,
+    // and the conversation's settings dialog changes them for that conversation only (and in the database).
+    void perConversationSettingsFollowTheSelection() {
+        QTemporaryDir dir;
+        QSettings settings(dir.filePath(QStringLiteral("settings.ini")), QSettings::IniFormat);
+        settings.setValue(QStringLiteral("generation/maxNewTokens"), 24);
+        settings.setValue(QStringLiteral("generation/temperature"), 0.0);
+        const QString dataDir = dir.filePath(QStringLiteral("data"));
+        QVERIFY(QDir().mkpath(dataDir));
+        const std::string dbPath = (dataDir + QStringLiteral("/roundchat.sqlite3")).toStdString();
+        int64_t fullKv = 0, plain = 0;
+        {
+            auto db = storage::Database::open(dbPath);
+            QVERIFY(db.ok());
+            storage::ChatStore store(*db);
+            storage::Conversation c;
+            c.title = "full KV, short answers";
+            c.systemPrompt = "A story about a cat.";
+            c.settingsJson = R"({"roundAttention": false, "maxNewTokens": 6})";
+            fullKv = *store.createConversation(c);
+            c.title = "defaults";
+            c.systemPrompt = "";
+            c.settingsJson = "{}";
+            plain = *store.createConversation(c);
+        }
+        app::AppController controller(settings, dataDir, kModel);
+        controller.start();
+        QTRY_VERIFY_WITH_TIMEOUT(modelReady(controller), kTimeoutMs);
+        QCOMPARE(controller.activeSettings().maxNewTokens, 24);  // no conversation open yet: the defaults
+
+        ui::ConversationSidebar* side = controller.window().sidebar();
+        QTRY_COMPARE_WITH_TIMEOUT(side->list()->model()->rowCount(), 2, kTimeoutMs);
+        Q_EMIT side->conversationActivated(fullKv);
+        QCOMPARE(controller.activeSettings().maxNewTokens, 6);
+        QCOMPARE(controller.activeSettings().roundAttention, false);
+        QCOMPARE(controller.activeSettings().systemPrompt, QStringLiteral("A story about a cat."));
+        Q_EMIT side->conversationActivated(plain);
+        QCOMPARE(controller.activeSettings().maxNewTokens, 24);
+        QVERIFY(controller.activeSettings().roundAttention);
+        Q_EMIT side->conversationActivated(fullKv);
+
+        // The engine answers in this conversation's mode.
+        ui::ChatInput* input = controller.window().chat()->input();
+        QTest::keyClicks(input, QStringLiteral("Once upon a time"));
+        QTest::keyClick(input, Qt::Key_Return);
+        ui::MessageListModel& messages = messagesOf(controller);
+        QTRY_VERIFY_WITH_TIMEOUT(answered(messages, 2), kTimeoutMs);
+        QVERIFY(messages.messageAt(1).recall.valid);
+        QVERIFY(!messages.messageAt(1).recall.roundAttention);
+
+        // Its settings dialog (the button under the message box) turns Round Attention on for it.
+        QTimer::singleShot(0, this, [] {
+            auto* dialog = qobject_cast<ui::SettingsDialog*>(QApplication::activeModalWidget());
+            QVERIFY(dialog && dialog->scope() == ui::SettingsDialog::Scope::Conversation);
+            dialog->findChild<QCheckBox*>(QStringLiteral("roundAttention"))->setChecked(true);
+            dialog->accept();
+        });
+        controller.window().chat()->findChild<QPushButton*>(QStringLiteral("conversationSettingsButton"))->click();
+        QVERIFY(controller.activeSettings().roundAttention);
+        QCOMPARE(controller.activeSettings().maxNewTokens, 6);
+        QTest::keyClicks(input, QStringLiteral("The cat"));
+        QTest::keyClick(input, Qt::Key_Return);
+        QTRY_VERIFY_WITH_TIMEOUT(answered(messages, 4), kTimeoutMs);
+        QVERIFY(messages.messageAt(3).recall.roundAttention);
+
+        // Stored in the conversation's row; the other conversation and the defaults are unchanged.
+        auto db = storage::Database::open(dbPath);
+        QVERIFY(db.ok());
+        storage::ChatStore store(*db);
+        QTRY_VERIFY_WITH_TIMEOUT(store.conversation(fullKv)->settingsJson.find(R"("roundAttention":true)") !=
+                                     std::string::npos,
+                                 kTimeoutMs);
+        QCOMPARE(QString::fromStdString(store.conversation(plain)->settingsJson), QStringLiteral("{}"));
+        Q_EMIT side->newRequested();
+        QCOMPARE(controller.activeSettings().maxNewTokens, 24);
+    }
+
+    // Switching to another conversation right after sending (the answer cancelled before or while it runs) shows
+    // the new conversation, not the old one's rows, and the app accepts the next message.
+    void switchingConversationMidAnswerShowsTheNewOne() {
+        QTemporaryDir dir;
+        QSettings settings(dir.filePath(QStringLiteral("settings.ini")), QSettings::IniFormat);
+        settings.setValue(QStringLiteral("generation/maxNewTokens"), 200);
+        const QString dataDir = dir.filePath(QStringLiteral("data"));
+        QVERIFY(QDir().mkpath(dataDir));
+        int64_t first = 0, second = 0;
+        {
+            auto db = storage::Database::open((dataDir + QStringLiteral("/roundchat.sqlite3")).toStdString());
+            QVERIFY(db.ok());
+            storage::ChatStore store(*db);
+            for (int64_t* id : {&first, &second}) {
+                storage::Conversation c;
+                c.title = id == &first ? "first" : "second";
+                *id = *store.createConversation(c);
+                storage::Message m;
+                m.conversationId = *id;
+                m.text = c.title + " question";
+                m.parentId = *store.appendMessage(m);
+                m.role = storage::Role::Assistant;
+                m.text = c.title + " answer";
+                QVERIFY(store.appendMessage(m).ok());
+            }
+        }
+        app::AppController controller(settings, dataDir, kModel);
+        controller.start();
+        QTRY_VERIFY_WITH_TIMEOUT(modelReady(controller), kTimeoutMs);
+        ui::ConversationSidebar* side = controller.window().sidebar();
+        QTRY_COMPARE_WITH_TIMEOUT(side->list()->model()->rowCount(), 2, kTimeoutMs);
+        ui::MessageListModel& messages = messagesOf(controller);
+        Q_EMIT side->conversationActivated(first);
+        QTRY_COMPARE_WITH_TIMEOUT(messages.rowCount(), 2, kTimeoutMs);
+        QCOMPARE(messages.messageAt(0).text, QStringLiteral("first question"));
+
+        ui::ChatInput* input = controller.window().chat()->input();
+        QTest::keyClicks(input, QStringLiteral("Once upon a time"));
+        QTest::keyClick(input, Qt::Key_Return);
+        Q_EMIT side->conversationActivated(second);
+        QTRY_VERIFY_WITH_TIMEOUT(!controller.window().chat()->isGenerating(), kTimeoutMs);
+        QTRY_VERIFY_WITH_TIMEOUT(
+            messages.rowCount() == 2 && messages.messageAt(0).text == QStringLiteral("second question"), kTimeoutMs);
+        QVERIFY(!messages.isStreaming());
+
+        QTest::keyClicks(input, QStringLiteral("The end"));
+        QTest::keyClick(input, Qt::Key_Return);
+        QTRY_VERIFY_WITH_TIMEOUT(answered(messages, 4), kTimeoutMs);
+        QCOMPARE(messages.messageAt(2).text, QStringLiteral("The end"));
+        QCOMPARE(messages.messageAt(0).text, QStringLiteral("second question"));
     }
 
     void badModelFileGivesActionableError() {

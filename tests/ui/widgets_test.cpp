@@ -15,16 +15,21 @@
 #include "widget_test_util.h"
 
 #include <QApplication>
+#include <QChartView>
 #include <QClipboard>
 #include <QDir>
+#include <QLabel>
 #include <QLineEdit>
 #include <QListView>
 #include <QListWidget>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QStackedWidget>
+#include <QSpinBox>
+#include <QTabWidget>
 #include <QTableWidget>
 #include <QTest>
+#include <QValueAxis>
 
 using namespace ui;
 
@@ -78,6 +83,27 @@ QList<ConversationInfo> sampleConversations() {
         list << c;
     }
     return list;
+}
+
+// The labels a value axis draws: its ticks, evenly spaced from min to max, printed with its printf-style format.
+QStringList axisLabels(const QValueAxis& axis) {
+    QStringList labels;
+    const int ticks = axis.tickCount();
+    for (int i = 0; i < ticks; ++i) {
+        const double v = axis.min() + (axis.max() - axis.min()) * i / (ticks - 1);
+        labels << QString::asprintf(axis.labelFormat().toLatin1().constData(), v);
+    }
+    return labels;
+}
+
+// Every vertical value axis of the dashboard's charts.
+QList<QValueAxis*> valueAxes(VramDashboard& dash) {
+    QList<QValueAxis*> axes;
+    for (QChartView* view : dash.findChildren<QChartView*>())
+        for (QAbstractAxis* a : view->chart()->axes(Qt::Vertical))
+            if (auto* v = qobject_cast<QValueAxis*>(a))
+                axes << v;
+    return axes;
 }
 
 void saveScreenshot(QWidget& w, const QString& name) {
@@ -215,6 +241,14 @@ private Q_SLOTS:
         QSignalSpy stop(window.chat(), &ChatView::stopRequested);
         window.action(QStringLiteral("stop"))->trigger();
         QCOMPARE(stop.size(), 1);
+
+        // The conversation's settings: from any page with the keyboard, or the button under the message box.
+        QSignalSpy chatSettings(window.chat(), &ChatView::conversationSettingsRequested);
+        QTest::keyClick(&window, Qt::Key_S, Qt::ControlModifier | Qt::ShiftModifier);
+        QCOMPARE(chatSettings.size(), 1);
+        QCOMPARE(window.currentPage(), MainWindow::Page::Chat);
+        window.chat()->findChild<QPushButton*>(QStringLiteral("conversationSettingsButton"))->click();
+        QCOMPARE(chatSettings.size(), 2);
     }
 
     void settingsDialogRoundTrips() {
@@ -262,6 +296,96 @@ private Q_SLOTS:
         dash.addAnswer(badge({1}, 3));
         dash.addAnswer(RecallBadge{});  // invalid: not counted
         QCOMPARE(dash.answerCount(), 1);
+    }
+
+    // All-zero savings (full KV, or Round Attention that recalled everything) used to label the axis 0.0, 0.0, 0.1,
+    // 0.1, 0.1. Every axis must label distinct values, whatever the data.
+    void dashboardAxesNeverRepeatLabels() {
+        VramDashboard dash;
+        auto check = [&](const char* when) {
+            const QList<QValueAxis*> axes = valueAxes(dash);
+            QCOMPARE(axes.size(), 2);
+            for (QValueAxis* axis : axes) {
+                const QStringList labels = axisLabels(*axis);
+                QVERIFY2(labels.size() >= 2, when);
+                QVERIFY2(QSet<QString>(labels.begin(), labels.end()).size() == labels.size(),
+                         qPrintable(QStringLiteral("%1: %2").arg(QLatin1String(when), labels.join(QLatin1Char(' ')))));
+                QCOMPARE(axis->min(), 0.0);
+            }
+        };
+        check("empty");
+        RecallBadge none = badge({1, 2}, 2);
+        none.kvBytesInVram = none.kvBytesFull;  // nothing saved
+        for (int i = 0; i < 3; ++i)
+            dash.addAnswer(none);
+        check("zero savings");
+        RecallBadge tiny = badge({1}, 2);
+        tiny.kvBytesFull = tiny.kvBytesInVram + 12 * 1000;  // 0.012 MB
+        dash.addAnswer(tiny);
+        check("tiny savings");
+        QVERIFY(valueAxes(dash).at(1)->max() >= 0.012);
+        MemorySample gpu;
+        gpu.gpu = true;
+        gpu.totalBytes = 80ULL * 1000 * 1000 * 1000;
+        gpu.freeBytes = 79ULL * 1000 * 1000 * 1000;
+        dash.addSample(gpu);
+        check("gpu sample");
+        QVERIFY(valueAxes(dash).at(0)->max() >= 80000.0);
+    }
+
+    void historyShowsKvPerConversationCapAndFree() {
+        HistoryBrowser history;
+        QList<ConversationInfo> list = sampleConversations();
+        list[0].kvBytes = 0;
+        list[1].kvBytes = 3 * 1000 * 1000;
+        history.setConversations(list);
+        QCOMPARE(history.table()->item(0, 3)->text(), QStringLiteral("none"));
+        QCOMPARE(history.table()->item(1, 3)->text(), formatBytes(list[1].kvBytes));
+        QVERIFY(!qobject_cast<QPushButton*>(history.table()->cellWidget(0, 4))->isEnabled());
+        auto* free = qobject_cast<QPushButton*>(history.table()->cellWidget(1, 4));
+        QVERIFY(free && free->isEnabled());
+        QSignalSpy freed(&history, &HistoryBrowser::freeKvRequested);
+        free->click();
+        QCOMPARE(freed.size(), 1);
+        QCOMPARE(freed.first().first().toLongLong(), list[1].id);
+        history.setKvCap(500 * 1000 * 1000);
+        auto* totals = history.findChild<QLabel*>(QStringLiteral("kvTotals"));
+        QVERIFY(totals);
+        QVERIFY2(totals->text().contains(QStringLiteral("cap 500 MB")), qPrintable(totals->text()));
+
+        // Stored bytes reported after a write reach the sidebar model too.
+        ConversationListModel model;
+        model.setConversations(list);
+        QSignalSpy changed(&model, &QAbstractItemModel::dataChanged);
+        model.setKvBytes({{list[0].id, 7000}});
+        QCOMPARE(model.at(model.rowOfId(list[0].id)).kvBytes, quint64(7000));
+        QCOMPARE(model.at(model.rowOfId(list[1].id)).kvBytes, quint64(0));
+        QVERIFY(changed.size() >= 2);
+    }
+
+    // The conversation's dialog edits only what a conversation keeps of its own; the app-wide one also the KV cap.
+    void conversationSettingsDialogShowsOwnTabsOnly() {
+        SettingsValues v;
+        v.kvStorageCapMb = 750;
+        v.keepLatestRounds = 4;
+        SettingsDialog global(v);
+        auto* tabs = global.findChild<QTabWidget*>();
+        QVERIFY(tabs);
+        for (int i = 0; i < tabs->count(); ++i)
+            QVERIFY(tabs->isTabVisible(i));
+        QCOMPARE(global.findChild<QSpinBox*>(QStringLiteral("kvStorageCap"))->value(), 750);
+        global.findChild<QSpinBox*>(QStringLiteral("kvStorageCap"))->setValue(1200);
+        QCOMPARE(global.values().kvStorageCapMb, 1200);
+
+        SettingsDialog own(v, nullptr, SettingsDialog::Scope::Conversation, QStringLiteral("Trip to Lisbon"));
+        QVERIFY(own.windowTitle().contains(QStringLiteral("Trip to Lisbon")));
+        tabs = own.findChild<QTabWidget*>();
+        QStringList visible;
+        for (int i = 0; i < tabs->count(); ++i)
+            if (tabs->isTabVisible(i))
+                visible << tabs->tabText(i).remove(QLatin1Char('&'));
+        QCOMPARE(visible, (QStringList{QStringLiteral("Generation"), QStringLiteral("Round Attention")}));
+        QCOMPARE(own.values().keepLatestRounds, 4);
     }
 
     void historyEnterOpensHit() {

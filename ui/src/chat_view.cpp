@@ -92,6 +92,7 @@ ChatView::ChatView(MessageListModel& model, QWidget* parent) : QWidget(parent), 
     connect(m_input, &ChatInput::escapePressed, this, &ChatView::cancelEdit);
 
     m_send = new QPushButton(tr("Send"), this);
+    m_send->setObjectName(QStringLiteral("sendButton"));
     m_send->setDefault(true);
     m_send->setToolTip(tr("Send (Enter)"));
     m_stop = new QPushButton(tr("Stop"), this);
@@ -111,6 +112,11 @@ ChatView::ChatView(MessageListModel& model, QWidget* parent) : QWidget(parent), 
     m_speed->setObjectName(QStringLiteral("speedLabel"));
     m_backend = new QLabel(this);
     m_backend->setObjectName(QStringLiteral("backendLabel"));
+    m_chatSettings = new QPushButton(tr("C&hat settings…"), this);
+    m_chatSettings->setObjectName(QStringLiteral("conversationSettingsButton"));
+    m_chatSettings->setFlat(true);
+    m_chatSettings->setToolTip(tr("System prompt, sampling and Round Attention of this conversation"));
+    connect(m_chatSettings, &QPushButton::clicked, this, &ChatView::conversationSettingsRequested);
     setContextUsage(0, 0);
 
     auto* inputRow = new QHBoxLayout;
@@ -128,6 +134,7 @@ ChatView::ChatView(MessageListModel& model, QWidget* parent) : QWidget(parent), 
     status->addWidget(m_speed);
     status->addStretch();
     status->addWidget(m_backend);
+    status->addWidget(m_chatSettings);
 
     auto* bottom = new QVBoxLayout;
     bottom->setContentsMargins(16, 8, 16, 10);
@@ -152,7 +159,8 @@ void ChatView::followTail() {
 
 void ChatView::submit() {
     const QString text = m_input->toPlainText().trimmed();
-    if (text.isEmpty() || !m_send->isEnabled() || m_model.isStreaming())
+    // While an answer is being generated (Send is replaced by Stop) the text stays in the box.
+    if (text.isEmpty() || !m_send->isEnabled() || m_generating || m_model.isStreaming())
         return;
     m_input->clear();
     m_atBottom = true;
@@ -166,6 +174,7 @@ void ChatView::submit() {
 }
 
 void ChatView::setGenerating(bool generating) {
+    m_generating = generating;
     m_send->setVisible(!generating);
     m_stop->setVisible(generating);
     if (!generating)

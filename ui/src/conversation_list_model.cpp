@@ -86,6 +86,17 @@ int ConversationListModel::rowOfId(qint64 id) const {
     return -1;
 }
 
+void ConversationListModel::setKvBytes(const QHash<qint64, quint64>& bytesById) {
+    for (int row = 0; row < m_items.size(); ++row) {
+        const quint64 bytes = bytesById.value(m_items[row].id, 0);
+        if (m_items[row].kvBytes != bytes) {
+            m_items[row].kvBytes = bytes;
+            Q_EMIT dataChanged(index(row), index(row), {KvBytesRole});
+        }
+    }
+    m_pendingDelete.kvBytes = bytesById.value(m_pendingDelete.id, 0);
+}
+
 void ConversationListModel::removeWithUndo(qint64 id) {
     const int row = rowOfId(id);
     if (row < 0)

@@ -110,6 +110,7 @@ HistoryBrowser::HistoryBrowser(QWidget* parent) : QWidget(parent) {
     m_table->setEditTriggers(QAbstractItemView::NoEditTriggers);
     m_table->setAlternatingRowColors(true);
     m_totals = new QLabel(this);
+    m_totals->setObjectName(QStringLiteral("kvTotals"));
 
     m_exportMd = new QPushButton(tr("Export &Markdown…"), this);
     m_exportJson = new QPushButton(tr("Export &JSON…"), this);
@@ -208,8 +209,22 @@ void HistoryBrowser::setConversations(const QList<ConversationInfo>& conversatio
         if (c.id == selected)
             m_table->selectRow(r);
     }
-    m_totals->setText(tr("%n conversation(s) · %1 of KV stored", nullptr, int(conversations.size()))
-                          .arg(formatBytes(totalKv)));
+    m_conversationCount = int(conversations.size());
+    m_totalKv = totalKv;
+    updateTotals();
+}
+
+void HistoryBrowser::setKvCap(quint64 capBytes) {
+    m_kvCap = capBytes;
+    updateTotals();
+}
+
+void HistoryBrowser::updateTotals() {
+    const QString total = tr("%n conversation(s) · %1 of KV stored", nullptr, m_conversationCount)
+                              .arg(formatBytes(m_totalKv));
+    m_totals->setText(m_kvCap == 0 ? total + tr(" · no cap (set one in Settings)")
+                                   : total + tr(" · cap %1, the oldest snapshots are freed first")
+                                                 .arg(formatBytes(m_kvCap)));
 }
 
 qint64 HistoryBrowser::selectedConversation() const {

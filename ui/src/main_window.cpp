@@ -122,6 +122,10 @@ MainWindow::MainWindow(MessageListModel& messages, ConversationListModel& conver
     addShortcutAction(QStringLiteral("showMemory"), [this] { showPage(Page::Memory); });
     addShortcutAction(QStringLiteral("showModels"), [this] { showPage(Page::Models); });
     addShortcutAction(QStringLiteral("settings"), [this] { Q_EMIT settingsRequested(); });
+    addShortcutAction(QStringLiteral("conversationSettings"), [this] {
+        showPage(Page::Chat);
+        Q_EMIT m_chat->conversationSettingsRequested();
+    });
     addShortcutAction(QStringLiteral("prevBranch"), [this] { m_chat->switchBranch(-1); });
     addShortcutAction(QStringLiteral("nextBranch"), [this] { m_chat->switchBranch(1); });
     applyShortcuts({});

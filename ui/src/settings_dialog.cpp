@@ -37,8 +37,11 @@ QSpinBox* intSpin(int lo, int hi, QWidget* parent, const QString& special = {}) 
 
 }  // namespace
 
-SettingsDialog::SettingsDialog(const SettingsValues& values, QWidget* parent) : QDialog(parent), m_initial(values) {
-    setWindowTitle(tr("Settings"));
+SettingsDialog::SettingsDialog(const SettingsValues& values, QWidget* parent, Scope scope,
+                               const QString& conversationTitle)
+    : QDialog(parent), m_scope(scope), m_initial(values) {
+    const bool app = scope == Scope::App;
+    setWindowTitle(app ? tr("Settings") : tr("Settings of “%1”").arg(conversationTitle));
     auto* tabs = new QTabWidget(this);
 
     auto* general = new QWidget(tabs);
@@ -61,7 +64,17 @@ SettingsDialog::SettingsDialog(const SettingsValues& values, QWidget* parent) : 
     gf->addRow(tr("&Context length:"), m_context);
     gf->addRow(tr("&Theme:"), m_theme);
     gf->addRow(new QLabel(tr("Backend and context changes apply when the model is next loaded."), general));
-    tabs->addTab(general, tr("&General"));
+    m_kvCap = intSpin(0, 1 << 24, general, tr("no cap"));
+    m_kvCap->setObjectName(QStringLiteral("kvStorageCap"));
+    m_kvCap->setSuffix(tr(" MB"));
+    m_kvCap->setSingleStep(100);
+    m_kvCap->setValue(values.kvStorageCapMb);
+    m_kvStored = new QLabel(general);
+    m_kvStored->setWordWrap(true);
+    gf->addRow(tr("Cap on stored &KV:"), m_kvCap);
+    gf->addRow(m_kvStored);
+    setStoredKvBytes(0);
+    const int generalTab = tabs->addTab(general, tr("&General"));
 
     auto* gen = new QWidget(tabs);
     auto* genf = new QFormLayout(gen);
@@ -84,11 +97,17 @@ SettingsDialog::SettingsDialog(const SettingsValues& values, QWidget* parent) : 
     genf->addRow(tr("Top-&k:"), m_topK);
     genf->addRow(tr("&Repeat penalty:"), m_repeatPenalty);
     genf->addRow(tr("&Max answer length:"), m_maxTokens);
+    genf->addRow(new QLabel(app ? tr("These are the defaults of new conversations. Each conversation keeps its own: "
+                                     "change them with “Chat settings” under the message box.")
+                                : tr("These apply to this conversation only; a new system prompt applies from the "
+                                     "next message."),
+                            gen));
     tabs->addTab(gen, tr("Ge&neration"));
 
     auto* ra = new QWidget(tabs);
     auto* raf = new QFormLayout(ra);
     m_roundAttention = new QCheckBox(tr("Recall only the rounds relevant to each question"), ra);
+    m_roundAttention->setObjectName(QStringLiteral("roundAttention"));
     m_roundAttention->setChecked(values.roundAttention);
     m_watershedAuto = new QCheckBox(tr("Choose the watershed layer automatically"), ra);
     m_watershedAuto->setChecked(values.watershedAuto);
@@ -134,7 +153,12 @@ SettingsDialog::SettingsDialog(const SettingsValues& values, QWidget* parent) : 
             m_shortcuts.value(a.id)->setKeySequence(a.defaultSequence);
     });
     kf->addRow(resetKeys);
-    tabs->addTab(keys, tr("&Shortcuts"));
+    const int keysTab = tabs->addTab(keys, tr("&Shortcuts"));
+    // The conversation dialog edits only what a conversation keeps of its own.
+    tabs->setTabVisible(generalTab, app);
+    tabs->setTabVisible(keysTab, app);
+    if (!app)
+        tabs->setCurrentWidget(gen);
 
     auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
     connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
@@ -144,6 +168,12 @@ SettingsDialog::SettingsDialog(const SettingsValues& values, QWidget* parent) : 
     layout->addWidget(buttons);
     updateEnabled();
     resize(560, 480);
+}
+
+void SettingsDialog::setStoredKvBytes(quint64 bytes) {
+    m_kvStored->setText(tr("KV snapshots let a reopened conversation continue without reading it again. %1 stored "
+                           "now; above the cap the oldest snapshots are freed first. Text is never deleted.")
+                            .arg(formatBytes(bytes)));
 }
 
 void SettingsDialog::updateEnabled() {
@@ -158,6 +188,7 @@ SettingsValues SettingsDialog::values() const {
     SettingsValues v = m_initial;
     v.backend = BackendChoice(m_backend->currentData().toInt());
     v.contextLength = m_context->value();
+    v.kvStorageCapMb = m_kvCap->value();
     v.theme = Theme(m_theme->currentData().toInt());
     v.systemPrompt = m_systemPrompt->toPlainText();
     v.temperature = m_temperature->value();

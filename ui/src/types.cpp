@@ -55,6 +55,8 @@ QList<ShortcutAction> shortcutActions() {
         {QStringLiteral("showMemory"), tr("Show VRAM dashboard"), QKeySequence(Qt::CTRL | Qt::Key_3)},
         {QStringLiteral("showModels"), tr("Show models"), QKeySequence(Qt::CTRL | Qt::Key_4)},
         {QStringLiteral("settings"), tr("Settings"), QKeySequence(Qt::CTRL | Qt::Key_Comma)},
+        {QStringLiteral("conversationSettings"), tr("Settings of this conversation"),
+         QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_S)},
         {QStringLiteral("prevBranch"), tr("Previous branch"), QKeySequence(Qt::ALT | Qt::Key_Left)},
         {QStringLiteral("nextBranch"), tr("Next branch"), QKeySequence(Qt::ALT | Qt::Key_Right)},
     };

@@ -12,6 +12,7 @@
 #include <QVBoxLayout>
 
 #include <array>
+#include <cmath>
 
 namespace ui {
 
@@ -44,6 +45,27 @@ std::array<double, kPartCount> partsOf(const MemorySample& s) {
             double(s.scratchBytes + other) / kMb, double(s.freeBytes) / kMb};
 }
 
+// Sets `axis` to [0, a round number >= top] with at most five ticks at round steps (1, 2 or 5 x 10^k), labelled with
+// just enough decimals to tell them apart; top <= 0 (no data yet, or nothing saved) gives [0, 1].
+void setNiceRange(QValueAxis* axis, double top) {
+    if (!(top > 0.0))
+        top = 1.0;
+    const double rough = top / 4.0;  // about four intervals
+    const double magnitude = std::pow(10.0, std::floor(std::log10(rough)));
+    double step = 10.0 * magnitude;
+    for (double m : {1.0, 2.0, 5.0}) {
+        if (m * magnitude >= rough) {
+            step = m * magnitude;
+            break;
+        }
+    }
+    const int intervals = std::max(1, int(std::ceil(top / step - 1e-9)));
+    axis->setRange(0.0, intervals * step);
+    axis->setTickCount(intervals + 1);
+    const int decimals = std::max(0, -int(std::floor(std::log10(step) + 1e-9)));
+    axis->setLabelFormat(QStringLiteral("%.") + QString::number(decimals) + QStringLiteral("f"));
+}
+
 QChartView* makeView(QChart* chart, QWidget* parent) {
     chart->setAnimationOptions(QChart::NoAnimation);
     chart->legend()->setAlignment(Qt::AlignBottom);
@@ -71,7 +93,6 @@ VramDashboard::VramDashboard(QWidget* parent) : QWidget(parent) {
     m_memX->setRange(-kHistorySamples + 1, 0);
     m_memX->setLabelFormat(QStringLiteral("%d s"));
     m_memY = new QValueAxis;
-    m_memY->setLabelFormat(QStringLiteral("%.0f"));
     m_memoryChart->addAxis(m_memX, Qt::AlignBottom);
     m_memoryChart->addAxis(m_memY, Qt::AlignLeft);
     QLineSeries* lower = nullptr;
@@ -98,7 +119,6 @@ VramDashboard::VramDashboard(QWidget* parent) : QWidget(parent) {
     m_savedChart->addSeries(m_savedSeries);
     m_savedX = new QBarCategoryAxis;
     m_savedY = new QValueAxis;
-    m_savedY->setLabelFormat(QStringLiteral("%.1f"));
     m_savedChart->addAxis(m_savedX, Qt::AlignBottom);
     m_savedChart->addAxis(m_savedY, Qt::AlignLeft);
     m_savedSeries->attachAxis(m_savedX);
@@ -111,6 +131,7 @@ VramDashboard::VramDashboard(QWidget* parent) : QWidget(parent) {
     layout->addWidget(m_summary);
     layout->addWidget(makeView(m_memoryChart, this), 3);
     layout->addWidget(makeView(m_savedChart, this), 2);
+    rebuildMemoryChart();
     rebuildSavedChart();
 }
 
@@ -145,7 +166,7 @@ void VramDashboard::addSample(const MemorySample& sample) {
 void VramDashboard::rebuildMemoryChart() {
     QList<QList<QPointF>> points(kPartCount);
     const int n = int(m_samples.size());
-    double top = 1.0;
+    double top = 0.0;
     for (int i = 0; i < n; ++i) {
         const auto parts = partsOf(m_samples[i]);
         double sum = 0.0;
@@ -157,7 +178,7 @@ void VramDashboard::rebuildMemoryChart() {
     }
     for (int p = 0; p < kPartCount; ++p)
         m_bounds[p]->replace(points[p]);
-    m_memY->setRange(0, top * 1.05);
+    setNiceRange(m_memY, top);
 }
 
 void VramDashboard::addAnswer(const RecallBadge& badge) {
@@ -173,7 +194,7 @@ void VramDashboard::addAnswer(const RecallBadge& badge) {
 void VramDashboard::rebuildSavedChart() {
     m_savedSet->remove(0, m_savedSet->count());
     QStringList labels;
-    double top = 0.1;
+    double top = 0.0;
     for (int i = 0; i < m_saved.size(); ++i) {
         m_savedSet->append(m_saved[i]);
         labels << QString::number(i + 1);
@@ -181,7 +202,7 @@ void VramDashboard::rebuildSavedChart() {
     }
     m_savedX->clear();
     m_savedX->append(labels.isEmpty() ? QStringList{tr("no answers yet")} : labels);
-    m_savedY->setRange(0, top * 1.15);
+    setNiceRange(m_savedY, top);
 }
 
 }  // namespace ui

@@ -101,6 +101,12 @@ struct RecalledRound {
     double score = 0.0;  // the relevance score Round Attention gave this round
 };
 
+// Stored on disk (recall_log.kv_mode): values are fixed, never change or reuse one.
+enum class RecallKvMode : int {
+    FullKv = 0,          // every past round attended
+    RoundAttention = 1,  // only the recalled rounds above the watershed layer
+};
+
 // For one answer: which rounds were recalled into VRAM and what that cost and saved.
 struct RecallLogEntry {
     int64_t id = 0;
@@ -112,6 +118,7 @@ struct RecallLogEntry {
     double selectMs = 0.0;    // time to score and pick rounds
     double copyMs = 0.0;      // time to copy them
     int64_t createdAtMs = 0;
+    std::optional<RecallKvMode> mode;  // nullopt: logged by schema v2, which did not record it
 
     int64_t savedBytes() const { return fullKvBytes - vramKvBytes; }
 };

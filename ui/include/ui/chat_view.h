@@ -43,6 +43,7 @@ public:
     MessageBar* banner() const { return m_banner; }
     MessageBar* errorBar() const { return m_errorBar; }
     bool isEditing() const { return m_editingId != 0; }
+    bool isGenerating() const { return m_generating; }
 
     void setGenerating(bool generating);
     void setInputEnabled(bool enabled, const QString& placeholder);
@@ -67,6 +68,8 @@ Q_SIGNALS:
     void regenerateRequested(qint64 assistantMessageId);
     void branchSwitchRequested(qint64 messageId, int delta);
     void stopRequested();
+    // The user wants to edit the settings of the conversation shown.
+    void conversationSettingsRequested();
     void errorActionClicked(const QString& actionId);
 
 private:
@@ -89,7 +92,9 @@ private:
     QLabel* m_contextLabel;
     QLabel* m_speed;
     QLabel* m_backend;
+    QPushButton* m_chatSettings;
     qint64 m_editingId = 0;
+    bool m_generating = false;  // an answer is on its way (Stop shown); also one of a conversation just left
     bool m_atBottom = true;
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <QAbstractListModel>
+#include <QHash>
 #include <QTimer>
 
 #include "ui/types.h"
@@ -24,6 +25,8 @@ public:
     // Inserts or replaces (by id), keeping the order.
     void upsert(const ConversationInfo& conversation);
     int rowOfId(qint64 id) const;
+    // Sets each conversation's stored KV bytes (those not in `bytesById` have none).
+    void setKvBytes(const QHash<qint64, quint64>& bytesById);
     const ConversationInfo& at(int row) const { return m_items.at(row); }
     QList<ConversationInfo> conversations() const { return m_items; }
 

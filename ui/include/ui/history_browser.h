@@ -29,6 +29,8 @@ public:
 
     void setResults(const QString& query, const QList<SearchHit>& hits);
     void setConversations(const QList<ConversationInfo>& conversations);
+    // The cap on stored KV (0: none), shown next to the total.
+    void setKvCap(quint64 capBytes);
     qint64 selectedConversation() const;
 
     // Snippet with kSnippetOpen/kSnippetClose markers -> escaped HTML with the matches in bold.
@@ -43,6 +45,7 @@ Q_SIGNALS:
 
 private:
     void activateHit(int row);
+    void updateTotals();
 
     QLineEdit* m_search;
     QTimer* m_debounce;
@@ -50,6 +53,9 @@ private:
     QListWidget* m_results;
     QTableWidget* m_table;
     QLabel* m_totals;
+    int m_conversationCount = 0;
+    quint64 m_totalKv = 0;
+    quint64 m_kvCap = 0;
     QPushButton* m_exportMd;
     QPushButton* m_exportJson;
     QPushButton* m_import;

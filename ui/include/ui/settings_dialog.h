@@ -1,5 +1,7 @@
-// Edits a SettingsValues: backend, system prompt and sampling, Round Attention, theme and keyboard shortcuts.
-// The caller persists the result (app/gui's AppSettings). GUI thread only.
+// Edits a SettingsValues: backend, stored-KV cap, system prompt and sampling, Round Attention, theme and keyboard
+// shortcuts. The app-wide dialog edits everything, its generation and Round Attention values being the defaults of
+// new conversations; the conversation dialog shows only those per-conversation tabs. The caller persists the result
+// (app/gui's AppSettings and the conversation's row). GUI thread only.
 #pragma once
 
 #include <QDialog>
@@ -10,6 +12,7 @@ class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
 class QKeySequenceEdit;
+class QLabel;
 class QPlainTextEdit;
 class QSpinBox;
 
@@ -18,16 +21,26 @@ namespace ui {
 class SettingsDialog : public QDialog {
     Q_OBJECT
 public:
-    explicit SettingsDialog(const SettingsValues& values, QWidget* parent = nullptr);
+    enum class Scope { App, Conversation };
+
+    // conversationTitle: names the conversation in Scope::Conversation.
+    explicit SettingsDialog(const SettingsValues& values, QWidget* parent = nullptr, Scope scope = Scope::App,
+                            const QString& conversationTitle = {});
 
     SettingsValues values() const;
+    Scope scope() const { return m_scope; }
+    // Shows how much KV is stored now, next to the cap.
+    void setStoredKvBytes(quint64 bytes);
 
 private:
     void updateEnabled();
 
+    Scope m_scope;
     SettingsValues m_initial;
     QComboBox* m_backend;
     QSpinBox* m_context;
+    QSpinBox* m_kvCap;
+    QLabel* m_kvStored;
     QComboBox* m_theme;
     QPlainTextEdit* m_systemPrompt;
     QDoubleSpinBox* m_temperature;

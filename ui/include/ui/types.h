@@ -49,6 +49,10 @@ struct ConversationInfo {
     QDateTime updated;
     int messageCount = 0;
     quint64 kvBytes = 0;           // KV snapshots stored for this conversation
+    // The conversation's own settings (app/gui's conversationSettings() reads them): its system prompt, and its
+    // sampling and Round Attention settings as JSON ("{}": the app-wide defaults).
+    QString systemPrompt;
+    QString settingsJson;
 };
 
 struct SearchHit {
@@ -90,7 +94,9 @@ enum class Theme : int { System = 0, Light = 1, Dark = 2 };
 // Mirrors inference::BackendKind values.
 enum class BackendChoice : int { Auto = 0, Cpu = 1, Gpu = 2 };
 
-// Everything the settings dialog edits. app/gui persists it with QSettings.
+// Everything the settings dialog edits. app/gui persists it with QSettings (kvStorageCapMb: in the database), and
+// keeps the system prompt, sampling and Round Attention fields per conversation too; the app-wide ones are the
+// defaults of new conversations.
 struct SettingsValues {
     BackendChoice backend = BackendChoice::Auto;
     int contextLength = 0;                 // tokens; 0: the model's own
@@ -107,6 +113,7 @@ struct SettingsValues {
     int keepLatestRounds = 1;
     int maxRecalledRounds = 8;
     int vramBudgetMb = 0;                  // cache for recalled KV; 0: none beyond the current answer
+    int kvStorageCapMb = 0;                // cap on the KV snapshots kept on disk; 0: no cap (the database keeps it)
     Theme theme = Theme::System;
     QMap<QString, QKeySequence> shortcuts; // action id -> sequence; see shortcutActions()
 };
