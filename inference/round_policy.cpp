@@ -118,60 +118,6 @@ AlternativeSelections alternativeSelections(std::span<const float> shares) {
     return alt;
 }
 
-// ---- bytes ----
-
-KvBytesAccount accountKvBytes(std::span<const int> roundTokens, std::span<const int> upperResident, int nLayers,
-                              int watershed, uint64_t bytesPerTokenLayer) {
-    KvBytesAccount a;
-    if (roundTokens.empty())
-        return a;
-    const int lower = std::clamp(watershed, 0, nLayers);
-    const int upper = nLayers - lower;
-    uint64_t all = 0;
-    for (int t : roundTokens)
-        all += static_cast<uint64_t>(t);
-    uint64_t upperTokens = static_cast<uint64_t>(roundTokens.back());  // the own round is always resident
-    for (int r : upperResident)
-        if (r >= 0 && r + 1 < static_cast<int>(roundTokens.size()))
-            upperTokens += static_cast<uint64_t>(roundTokens[static_cast<size_t>(r)]);
-    a.full = all * static_cast<uint64_t>(nLayers) * bytesPerTokenLayer;
-    a.resident = (all * static_cast<uint64_t>(lower) + upperTokens * static_cast<uint64_t>(upper)) * bytesPerTokenLayer;
-    return a;
-}
-
-uint64_t UpperKvResidency::recall(std::span<const Entry> recalled) {
-    uint64_t missing = 0;
-    for (const Entry& e : recalled) {
-        auto it = std::find_if(m_entries.begin(), m_entries.end(), [&](const Entry& x) { return x.id == e.id; });
-        if (it == m_entries.end())
-            missing += e.bytes;
-        else
-            m_entries.erase(it);
-        m_entries.push_back(e);  // most recently used last; a round that grew since is re-counted at its size
-    }
-    return missing;
-}
-
-void UpperKvResidency::endTurn(Entry own, uint64_t budgetBytes) {
-    (void)recall(std::span<const Entry>(&own, 1));
-    uint64_t total = residentBytes();
-    size_t evict = 0;
-    while (evict < m_entries.size() && total > budgetBytes)
-        total -= m_entries[evict++].bytes;
-    m_entries.erase(m_entries.begin(), m_entries.begin() + static_cast<std::ptrdiff_t>(evict));
-}
-
-bool UpperKvResidency::isResident(uint64_t id) const {
-    return std::any_of(m_entries.begin(), m_entries.end(), [&](const Entry& e) { return e.id == id; });
-}
-
-uint64_t UpperKvResidency::residentBytes() const {
-    uint64_t total = 0;
-    for (const Entry& e : m_entries)
-        total += e.bytes;
-    return total;
-}
-
 // ---- watershed ----
 
 int defaultWatershedLayer(int nLayers) { return std::clamp(nLayers / 2, 1, std::max(1, nLayers - 1)); }

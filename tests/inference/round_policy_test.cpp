@@ -106,39 +106,6 @@ TEST(RoundPolicy, AlternativePolicies) {
     EXPECT_EQ(few.threshold, (std::vector<int>{0, 1}));
 }
 
-TEST(RoundPolicy, KvBytesAccounting) {
-    // Rounds of 10, 20, 30 tokens and the own round of 5; 8 layers, watershed 2, 100 bytes per token and layer.
-    const std::vector<int> tokens = {10, 20, 30, 5};
-    const std::vector<int> upper = {0, 2};
-    const KvBytesAccount a = accountKvBytes(tokens, upper, 8, 2, 100);
-    EXPECT_EQ(a.full, 65u * 8u * 100u);
-    EXPECT_EQ(a.resident, (65u * 2u + (10u + 30u + 5u) * 6u) * 100u);
-    // Everything resident equals full KV; nothing recalled keeps only the own round above the watershed.
-    const std::vector<int> all = {0, 1, 2};
-    EXPECT_EQ(accountKvBytes(tokens, all, 8, 2, 100).resident, a.full);
-    EXPECT_EQ(accountKvBytes(tokens, {}, 8, 2, 100).resident, (65u * 2u + 5u * 6u) * 100u);
-    // The paper's ratio L_w/L + (K/T)(1 - L_w/L) for equal rounds.
-    const std::vector<int> equal(11, 10);  // 10 past rounds + own round, all 10 tokens
-    const std::vector<int> two = {0, 9};
-    const KvBytesAccount e = accountKvBytes(equal, two, 32, 8, 1);
-    EXPECT_NEAR(static_cast<double>(e.resident) / e.full, 8.0 / 32 + (3.0 / 11) * (1 - 8.0 / 32), 1e-12);
-}
-
-TEST(RoundPolicy, UpperResidencyCopiesOnlyMissingAndEvictsLru) {
-    UpperKvResidency cache;
-    const std::vector<UpperKvResidency::Entry> first = {{1, 100}, {2, 50}};
-    EXPECT_EQ(cache.recall(first), 150u);
-    cache.endTurn({3, 70}, 130);  // 220 bytes: evict round 1 (least recent), keep 2 and 3
-    EXPECT_FALSE(cache.isResident(1));
-    EXPECT_TRUE(cache.isResident(2));
-    EXPECT_TRUE(cache.isResident(3));
-    EXPECT_EQ(cache.residentBytes(), 120u);
-    const std::vector<UpperKvResidency::Entry> second = {{1, 100}, {3, 70}};
-    EXPECT_EQ(cache.recall(second), 100u);  // only round 1 is copied again
-    cache.endTurn({4, 10}, 0);              // no budget: nothing survives the turn
-    EXPECT_EQ(cache.residentBytes(), 0u);
-}
-
 TEST(RoundPolicy, WatershedDefaults) {
     EXPECT_EQ(defaultWatershedLayer(22), 11);
     EXPECT_EQ(defaultWatershedLayer(5), 2);

@@ -1,6 +1,6 @@
 // Round Attention policy maths, free of any backend: turning per-round attention mass into a selection of rounds,
-// the paper's alternative policies (for logging), KV byte accounting for RecallReport, the default watershed layer
-// and the calibration of the watershed from per-layer round distributions (docs/PAPERS.md A2, C2, C4).
+// the paper's alternative policies (for logging), the default watershed layer and the calibration of the watershed
+// from per-layer round distributions (docs/PAPERS.md A2, C2, C4). KV residency and its bytes: kv_placement.h.
 //
 // Conventions: a turn's batch belongs to the last round of the cache; the rounds before it are the "past rounds"
 // [0, P). Round 0 (the system prompt) and the keepLatestRounds most recent past rounds are pinned: always recalled.
@@ -51,41 +51,6 @@ struct AlternativeSelections {
     std::vector<int> adaptive;    // share > mean + 1 * std
 };
 AlternativeSelections alternativeSelections(std::span<const float> shares);
-
-// ---- bytes ----
-
-// KV bytes for one turn, as a device would hold them: layers [0, watershed) for every round, layers
-// [watershed, nLayers) for the recalled past rounds, the batch's own round and any cached rounds.
-struct KvBytesAccount {
-    uint64_t resident = 0;  // bytes held on the device
-    uint64_t full = 0;      // bytes full KV would hold (every round, every layer)
-};
-// roundTokens: tokens per round of the cache (the own round last); upperResident: past rounds whose upper layers
-// are on the device (recalled or cached, any order, no duplicates); bytesPerTokenLayer: K + V of one token in one
-// layer as the device stores them.
-KvBytesAccount accountKvBytes(std::span<const int> roundTokens, std::span<const int> upperResident, int nLayers,
-                              int watershed, uint64_t bytesPerTokenLayer);
-
-// The device's cache of upper-layer KV of recalled rounds (RoundAttentionOptions::vramBudgetBytes), keyed by
-// KvRound::id, least recently recalled evicted first. Pure bookkeeping: it decides which bytes a turn must copy.
-class UpperKvResidency {
-public:
-    struct Entry {
-        uint64_t id = 0;
-        uint64_t bytes = 0;
-    };
-    // Makes `recalled` resident for this turn; returns the bytes that were not resident (to copy from the host).
-    uint64_t recall(std::span<const Entry> recalled);
-    // End of a turn: `own` (the answered round, computed on the device) joins the cache, then the least recently
-    // used entries are evicted until the cache holds at most budgetBytes.
-    void endTurn(Entry own, uint64_t budgetBytes);
-    bool isResident(uint64_t id) const;
-    uint64_t residentBytes() const;
-    void clear() { m_entries.clear(); }
-
-private:
-    std::vector<Entry> m_entries;  // least recently used first
-};
 
 // ---- watershed ----
 
