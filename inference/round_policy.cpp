@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace inference {
@@ -169,7 +170,9 @@ CalibrationResult chooseWatershed(std::span<const CalibrationSample> samples, in
                 refUnpinned += ref[r];
         for (int l = 0; l < nLayers; ++l) {
             const std::vector<float>& pl = s.layerShares[static_cast<size_t>(l)];
-            const RoundSelection sel = selectRounds(pl, options);
+            // Without the flat fallback: recalling every round would cover everything and save nothing, so a layer
+            // only qualifies when the rounds its scores single out carry the later layers' mass.
+            const RoundSelection sel = selectRounds(pl, options, std::numeric_limits<float>::infinity());
             double inside = 0.0;
             for (int r : sel.rounds)
                 if (!isPinnedRound(r, static_cast<int>(past), options))
