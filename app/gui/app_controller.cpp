@@ -64,15 +64,15 @@ AppController::~AppController() {
     m_inference.cancelAll();
 }
 
-QString AppController::bundledStoryModel() {
+QString AppController::bundledModel(const QString& fileName) {
     const QString appDir = QCoreApplication::applicationDirPath();
     // The installed copy, found relative to the executable so the .deb (prefix /usr) and `cmake --install --prefix`
     // both work; then the XDG data directories; then, for a build-tree run, the source tree.
-    QStringList candidates{appDir + QStringLiteral("/" ROUNDCHAT_MODELS_FROM_BINDIR "/") + kStoryModelFile,
+    QStringList candidates{appDir + QStringLiteral("/" ROUNDCHAT_MODELS_FROM_BINDIR "/") + fileName,
                            QStandardPaths::locate(QStandardPaths::GenericDataLocation,
-                                                  QStringLiteral("roundchat/models/") + kStoryModelFile)};
+                                                  QStringLiteral("roundchat/models/") + fileName)};
 #ifdef ROUNDCHAT_BUILD_TREE_MODELS
-    candidates << QStringLiteral(ROUNDCHAT_BUILD_TREE_MODELS "/") + kStoryModelFile;
+    candidates << QStringLiteral(ROUNDCHAT_BUILD_TREE_MODELS "/") + fileName;
 #endif
     for (const QString& c : candidates)
         if (!c.isEmpty() && QFileInfo::exists(c))
@@ -81,6 +81,10 @@ QString AppController::bundledStoryModel() {
 }
 
 QString AppController::modelsDir() const { return m_dataDir + QStringLiteral("/models"); }
+
+QString AppController::modelPath(const ui::KnownModel& model) const {
+    return model.bundled ? bundledModel(model.fileName) : modelsDir() + QLatin1Char('/') + model.fileName;
+}
 
 void AppController::start() {
     ui::applyTheme(m_values.theme);
@@ -104,7 +108,7 @@ void AppController::start() {
 
     QString model = !m_modelOverride.isEmpty() ? m_modelOverride : m_settings.modelPath();
     if (model.isEmpty() || (!QFileInfo::exists(model) && m_modelOverride.isEmpty()))
-        model = bundledStoryModel();
+        model = bundledModel(kStoryModelFile);
     if (model.isEmpty()) {
         const QString text = tr("No model yet. Download a chat model or open a GGUF file.");
         m_window->chat()->showError(text, tr("Choose model…"), kActionOpenModel);
@@ -117,11 +121,11 @@ void AppController::start() {
 
 void AppController::refreshModelStates() {
     for (const ui::KnownModel& m : m_known) {
-        const QString path = modelsDir() + QLatin1Char('/') + m.fileName;
+        const QString path = modelPath(m);
         ui::ModelManager::Status s;
-        if (QFileInfo::exists(path)) {
+        if (!path.isEmpty() && QFileInfo::exists(path)) {
             s.state = ui::ModelManager::State::Ready;
-        } else if (const QFileInfo part(Downloader::partPath(path)); part.exists()) {
+        } else if (const QFileInfo part(Downloader::partPath(path)); !m.bundled && part.exists()) {
             s.state = ui::ModelManager::State::Paused;
             s.received = quint64(part.size());
             s.total = m.sizeBytes;
@@ -176,11 +180,13 @@ void AppController::connectInference() {
         qInfo("model ready: %s on %s", qPrintable(info.name), qPrintable(backend));
         if (!info.fallbackReason.isEmpty() && m_values.backend != ui::BackendChoice::Cpu) {
             qInfo("CPU fallback: %s", qPrintable(info.fallbackReason));
+            const QString reason = info.fallbackReason.endsWith(QLatin1Char('.'))
+                                       ? info.fallbackReason
+                                       : info.fallbackReason + QLatin1Char('.');
             m_window->chat()->errorBar()->showMessage(
                 ui::MessageBar::Level::Info,
                 tr("%1 runs on the CPU: %2 Answers are slower; the VRAM dashboard shows host memory.")
-                    .arg(info.name, info.fallbackReason.endsWith(QLatin1Char('.')) ? info.fallbackReason
-                                                                                    : info.fallbackReason + '.'));
+                    .arg(info.name, reason));
         }
         if (QFileInfo(info.path).fileName() == kStoryModelFile && !m_settings.tinyModelBannerDismissed())
             m_window->chat()->banner()->showMessage(
@@ -513,7 +519,7 @@ void AppController::connectModels() {
         return nullptr;
     };
     connect(models, &ui::ModelManager::downloadRequested, this, [this, known](const QString& id) {
-        if (const ui::KnownModel* m = known(id)) {
+        if (const ui::KnownModel* m = known(id); m && !m->bundled) {
             m_window->models()->setStatus(id, {ui::ModelManager::State::Downloading, 0, m->sizeBytes, {}});
             m_downloader.start({id, QUrl(m->url), modelsDir() + QLatin1Char('/') + m->fileName, m->sha256});
         }
@@ -521,7 +527,7 @@ void AppController::connectModels() {
     connect(models, &ui::ModelManager::cancelRequested, &m_downloader, &Downloader::cancel);
     connect(models, &ui::ModelManager::useRequested, this, [this, known](const QString& id) {
         if (const ui::KnownModel* m = known(id)) {
-            loadModel(modelsDir() + QLatin1Char('/') + m->fileName);
+            loadModel(modelPath(*m));
             m_window->showPage(ui::MainWindow::Page::Chat);
         }
     });

@@ -32,8 +32,9 @@ public:
     void start();
     ui::MainWindow& window() { return *m_window; }
 
-    // The story model shipped with the app (resources/models/stories260K.gguf), or empty when not found.
-    static QString bundledStoryModel();
+    // A model file shipped with the app (resources/models/), e.g. the default stories260K.gguf, or empty when not
+    // found.
+    static QString bundledModel(const QString& fileName);
     // The settings the inference worker runs with now: the shown conversation's own, or the app-wide defaults when
     // no conversation is open.
     const ui::SettingsValues& activeSettings() const { return m_active; }
@@ -78,6 +79,8 @@ private:
     void applyActiveSettings();
     void openModelFile();
     QString modelsDir() const;
+    // Where a known model's file lives: the app's own models for bundled ones, the download folder for the rest.
+    QString modelPath(const ui::KnownModel& model) const;
     void refreshModelStates();
 
     QString m_dataDir;

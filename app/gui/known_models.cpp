@@ -28,10 +28,12 @@ QList<ui::KnownModel> parseKnownModels(const QByteArray& json, QString* error) {
         m.sha256 = o.value(QStringLiteral("sha256")).toString().toLower();
         m.sizeBytes = quint64(o.value(QStringLiteral("approxBytes")).toDouble());
         m.chat = o.value(QStringLiteral("chat")).toBool(true);
-        // A file name with a path separator could write outside the models folder.
+        m.bundled = o.value(QStringLiteral("bundled")).toBool(false);
+        // A file name with a path separator could write outside the models folder. Bundled models have no url;
+        // every other one is fetched over https.
+        const bool urlOk = m.bundled ? m.url.isEmpty() : m.url.startsWith(QStringLiteral("https://"));
         if (m.id.isEmpty() || m.fileName.isEmpty() || m.fileName.contains(QLatin1Char('/')) ||
-            m.fileName.contains(QLatin1Char('\\')) || !m.url.startsWith(QStringLiteral("https://")) ||
-            !sha.match(m.sha256).hasMatch()) {
+            m.fileName.contains(QLatin1Char('\\')) || !urlOk || !sha.match(m.sha256).hasMatch()) {
             *error = QStringLiteral("invalid model entry “%1”").arg(m.id);
             return {};
         }

@@ -5,6 +5,8 @@
 #include "known_models.h"
 #include "memory_probe.h"
 
+#include <QCryptographicHash>
+#include <QFile>
 #include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QTest>
@@ -115,8 +117,18 @@ private Q_SLOTS:
         QStringList files;
         for (const ui::KnownModel& m : models) {
             files << m.fileName;
-            QVERIFY(m.url.endsWith(m.fileName));
+            if (!m.bundled) {
+                QVERIFY(m.url.endsWith(m.fileName));
+                continue;
+            }
+            // A bundled model is the file in resources/models/, and its listed checksum is that file's.
+            QFile file(QStringLiteral(ROUNDCHAT_SOURCE_DIR "/resources/models/") + m.fileName);
+            QVERIFY2(file.open(QIODevice::ReadOnly), qPrintable(m.fileName));
+            QCryptographicHash hash(QCryptographicHash::Sha256);
+            QVERIFY(hash.addData(&file));
+            QCOMPARE(QString::fromLatin1(hash.result().toHex()), m.sha256);
         }
+        QVERIFY(files.contains(QStringLiteral("roundchat-recall-16M.gguf")));
         QVERIFY(files.contains(QStringLiteral("tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf")));
         QVERIFY(files.contains(QStringLiteral("tinyllama-1.1b-chat-v1.0.Q8_0.gguf")));
         for (const ui::KnownModel& m : models) {
@@ -135,8 +147,17 @@ private Q_SLOTS:
         QVERIFY(app::parseKnownModels(escape, &error).isEmpty());
         const QByteArray badSha = R"({"models":[{"id":"a","file":"a.gguf","url":"https://x/a","sha256":"xyz"}]})";
         QVERIFY(app::parseKnownModels(badSha, &error).isEmpty());
+        const QByteArray noUrl = R"({"models":[{"id":"a","file":"a.gguf","url":"","sha256":""}]})";
+        QVERIFY(app::parseKnownModels(noUrl, &error).isEmpty());
+        const QByteArray bundledWithUrl =
+            R"({"models":[{"id":"a","file":"a.gguf","url":"https://x/a","bundled":true,"sha256":""}]})";
+        QVERIFY(app::parseKnownModels(bundledWithUrl, &error).isEmpty());
         const QByteArray ok = R"({"models":[{"id":"a","file":"a.gguf","url":"https://x/a","sha256":""}]})";
         QCOMPARE(app::parseKnownModels(ok, &error).size(), 1);
+        const QByteArray bundled = R"({"models":[{"id":"b","file":"b.gguf","url":"","bundled":true,"sha256":""}]})";
+        const QList<ui::KnownModel> b = app::parseKnownModels(bundled, &error);
+        QCOMPARE(b.size(), 1);
+        QVERIFY(b.first().bundled);
     }
 
     void meminfoIsParsed() {

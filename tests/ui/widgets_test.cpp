@@ -14,6 +14,8 @@
 #include "ui/vram_dashboard.h"
 #include "widget_test_util.h"
 
+#include <algorithm>
+
 #include <QApplication>
 #include <QChartView>
 #include <QClipboard>
@@ -448,6 +450,35 @@ private Q_SLOTS:
         QVERIFY(button(QStringLiteral("Use")));
     }
 
+    void bundledModelCardsOfferUseButNeverDownload() {
+        ModelManager manager;
+        KnownModel m;
+        m.id = QStringLiteral("recall");
+        m.name = QStringLiteral("Recall");
+        m.fileName = QStringLiteral("recall.gguf");
+        m.bundled = true;
+        manager.setKnownModels({m});
+        manager.show();
+        auto visible = [&](const QString& text) {
+            for (QPushButton* b : manager.findChildren<QPushButton*>())
+                if (b->text() == text && b->isVisible())
+                    return true;
+            return false;
+        };
+        auto shows = [&](const QString& text) {
+            for (QLabel* l : manager.findChildren<QLabel*>())
+                if (l->text() == text)
+                    return true;
+            return false;
+        };
+        QVERIFY(!visible(QStringLiteral("Download")));  // missing from the installation: nothing to download
+        QVERIFY(shows(QStringLiteral("Missing from this installation: reinstall RoundChat.")));
+        manager.setStatus(m.id, {ModelManager::State::Ready, 0, 0, {}});
+        QVERIFY(visible(QStringLiteral("Use")));
+        QVERIFY(!visible(QStringLiteral("Download")));
+        QVERIFY(shows(QStringLiteral("Installed with RoundChat.")));
+    }
+
     void screenshots() {
         MessageListModel messages;
         ConversationListModel conversations;
@@ -516,7 +547,10 @@ private Q_SLOTS:
         window.models()->setCurrentModel(QStringLiteral("stories260K"), QStringLiteral("/usr/share/roundchat/models/"
                                                                                       "stories260K.gguf"),
                                          QStringLiteral("1 MB weights on CPU"));
-        window.models()->setStatus(known[0].id, {ModelManager::State::Downloading, 200000000, 669000000, {}});
+        const auto firstDownload =
+            std::find_if(known.begin(), known.end(), [](const KnownModel& k) { return !k.bundled; });
+        QVERIFY(firstDownload != known.end());
+        window.models()->setStatus(firstDownload->id, {ModelManager::State::Downloading, 200000000, 669000000, {}});
         window.models()->setStatus(known.last().id, {ModelManager::State::Ready, 0, 0,
                                                      QStringLiteral("Downloaded and verified (sha256 cdd6bad0…).")});
         window.showPage(MainWindow::Page::Models);

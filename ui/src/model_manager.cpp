@@ -62,7 +62,7 @@ public:
         m_download->setText(s.state == State::Paused || (s.state == State::Failed && s.received > 0)
                                 ? ModelManager::tr("Resume")
                                 : ModelManager::tr("Download"));
-        m_download->setVisible(s.state != State::Ready && s.state != State::Downloading);
+        m_download->setVisible(!m_model.bundled && s.state != State::Ready && s.state != State::Downloading);
         m_cancel->setVisible(s.state == State::Downloading);
         m_use->setVisible(s.state == State::Ready);
         m_progress->setVisible(s.state == State::Downloading || s.state == State::Paused);
@@ -74,10 +74,16 @@ public:
         QString text = s.message;
         if (text.isEmpty()) {
             switch (s.state) {
-            case State::Missing: text = ModelManager::tr("Not downloaded."); break;
+            case State::Missing:
+                text = m_model.bundled ? ModelManager::tr("Missing from this installation: reinstall RoundChat.")
+                                       : ModelManager::tr("Not downloaded.");
+                break;
             case State::Downloading: text = ModelManager::tr("Downloading…"); break;
             case State::Paused: text = ModelManager::tr("Paused. Resume continues where it stopped."); break;
-            case State::Ready: text = ModelManager::tr("Downloaded."); break;
+            case State::Ready:
+                text = m_model.bundled ? ModelManager::tr("Installed with RoundChat.")
+                                       : ModelManager::tr("Downloaded.");
+                break;
             case State::Failed: text = ModelManager::tr("Download failed."); break;
             }
         }

@@ -87,6 +87,7 @@ struct KnownModel {
     QString sha256;                // lowercase hex; empty when no published checksum is known
     quint64 sizeBytes = 0;         // approximate, for display
     bool chat = true;
+    bool bundled = false;          // installed with the app (no url): offered, never downloaded
 };
 
 // Stored in settings: values are fixed, never change or reuse one.
