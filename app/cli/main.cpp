@@ -1,13 +1,16 @@
 // roundchat-cli: raw completion of a prompt (one-shot) or an interactive chat on stdin/stdout.
 //   roundchat-cli --model M.gguf --prompt "Once upon a time" [-n 64] [--json] [sampling flags]
 //   roundchat-cli chat --model M.gguf [--system "..."] [sampling flags]
-//   roundchat-cli calibrate --model M.gguf [--out DIR] [--sharing-sink N] [--sharing-window N] [--sharing-js T]
+//   roundchat-cli calibrate --model M.gguf [--out DIR] [--data CHATS.jsonl] [--sharing-sink N] [--sharing-window N]
+//                           [--sharing-js T]
 #include <charconv>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -29,7 +32,10 @@ constexpr const char* kUsage = R"(Usage:
                                                            store it in DIR/<fingerprint>.json (default DIR: .);
                                                            then group layers for inter-layer KV sharing and store
                                                            the groups in DIR/<fingerprint>.kv_sharing.json
-  calibrate options: --sharing-sink N (16), --sharing-window N (4080): the proximal tokens; --sharing-js T (0.1):
+  calibrate options: --data FILE: sample chats, one JSON object per line {"system": ..., "rounds": [{"user": ...,
+                     "assistant": ...}, ...]} (e.g. tools/train_recall_model/heldout/*.jsonl); without it, a few
+                     built-in chats, too short to tell layers apart when a chat has more rounds than are recalled
+                     --sharing-sink N (16), --sharing-window N (4080): the proximal tokens; --sharing-js T (0.1):
                      a layer joins a group while its normalised Jensen-Shannon divergence to the group's first
                      layer's attention over distant tokens is at most T
 Options:
@@ -47,6 +53,7 @@ enum class Command { Complete, Chat, Calibrate };
 struct CliOptions {
     Command command = Command::Complete;
     std::string outDir = ".";
+    std::string calibrationData;  // JSONL of sample chats for calibrate
     KvSharingCalibrationOptions sharing;
     std::string model;
     std::optional<std::string> prompt;
@@ -103,6 +110,8 @@ std::optional<std::string> parseArgs(int argc, char** argv, CliOptions& o) {
             o.system = val;
         else if (arg == "--out")
             o.outDir = val;
+        else if (arg == "--data")
+            o.calibrationData = val;
         else if (arg == "--sharing-sink")
             ok = parseNumber(val, o.sharing.sinkTokens);
         else if (arg == "--sharing-window")
@@ -254,6 +263,7 @@ int runChat(const Model& model, const CliOptions& o) {
 
 // Generic multi-round chats for models with a real context; each round is rendered through the model's chat
 // template (the text a session would feed), one {question, answer} text per round.
+constexpr size_t kMaxCalibrationChats = 24;  // from --data: enough questions, bounded time
 constexpr const char* kGenericChats[][8] = {
     {"I am planning a trip to Lisbon in May.", "May is a good month: warm, not crowded yet.",
      "What should I pack?", "Light clothes, a jacket for the evenings and walking shoes.",
@@ -269,8 +279,42 @@ constexpr const char* kGenericChats[][8] = {
      "When should I use a tree instead?", "When you need keys in sorted order or guaranteed worst-case time."},
 };
 
+struct TextChat {
+    std::string system;
+    std::vector<std::pair<std::string, std::string>> rounds;  // user, assistant
+};
+
+// Sample chats from a JSONL file (see --data), at most `limit`.
+Result<std::vector<TextChat>> readChats(const std::string& path, size_t limit) {
+    std::ifstream in(path);
+    if (!in)
+        return makeError(ErrorCode::FileNotFound, "cannot open " + path);
+    std::vector<TextChat> chats;
+    std::string line;
+    for (int lineNo = 1; chats.size() < limit && std::getline(in, line); ++lineNo) {
+        const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+        TextChat chat;
+        const bool ok = j.is_object() && j.contains("system") && j["system"].is_string() && j.contains("rounds") &&
+                        j["rounds"].is_array();
+        if (ok) {
+            chat.system = j["system"].get<std::string>();
+            for (const nlohmann::json& r : j["rounds"]) {
+                if (!r.is_object() || !r.contains("user") || !r["user"].is_string() || !r.contains("assistant") ||
+                    !r["assistant"].is_string())
+                    return makeError(ErrorCode::CorruptFile, path + ":" + std::to_string(lineNo) + ": bad round");
+                chat.rounds.emplace_back(r["user"].get<std::string>(), r["assistant"].get<std::string>());
+            }
+        }
+        if (!ok)
+            return makeError(ErrorCode::CorruptFile,
+                             path + ":" + std::to_string(lineNo) + ": expected {\"system\": ..., \"rounds\": [...]}");
+        chats.push_back(std::move(chat));
+    }
+    return chats;
+}
+
 // One text round rendered through the template: the text between the conversation rendered before it and after it.
-Result<TokenConversation> renderGenericChat(const Model& model, const char* const (&turns)[8]) {
+Result<TokenConversation> renderChat(const Model& model, const TextChat& chat) {
     ChatRenderInput input = model.renderInput();
     auto render = [&](bool addGenerationPrompt) {
         input.addGenerationPrompt = addGenerationPrompt;
@@ -281,7 +325,7 @@ Result<TokenConversation> renderGenericChat(const Model& model, const char* cons
         return tok.encode(text, EncodeOptions{bos && tok.addBosByDefault(), true});
     };
     TokenConversation conv;
-    input.messages.push_back({"system", "You are a helpful assistant."});
+    input.messages.push_back({"system", chat.system});
     Result<std::string> before = render(false);
     if (!before)
         return before.error();
@@ -289,10 +333,10 @@ Result<TokenConversation> renderGenericChat(const Model& model, const char* cons
     if (!system)
         return system.error();
     conv.push_back(TokenRound{std::move(*system), {}});
-    for (size_t t = 0; t + 1 < std::size(turns); t += 2) {
-        input.messages.push_back({"user", turns[t]});
+    for (const auto& [user, assistant] : chat.rounds) {
+        input.messages.push_back({"user", user});
         Result<std::string> asked = render(true);
-        input.messages.push_back({"assistant", turns[t + 1]});
+        input.messages.push_back({"assistant", assistant});
         Result<std::string> answered = render(false);
         if (!asked || !answered)
             return asked ? answered.error() : asked.error();
@@ -343,8 +387,22 @@ int runCalibrate(const Model& model, const CliOptions& o) {
             return fail("cannot make sample conversations", stories.error());
         for (BenchConversation& c : *stories) conversations.push_back(std::move(c.rounds));
     } else {
-        for (const auto& chat : kGenericChats) {
-            Result<TokenConversation> conv = renderGenericChat(model, chat);
+        std::vector<TextChat> chats;
+        if (!o.calibrationData.empty()) {
+            Result<std::vector<TextChat>> read = readChats(o.calibrationData, kMaxCalibrationChats);
+            if (!read)
+                return fail("cannot read the sample chats", read.error());
+            chats = std::move(*read);
+        } else {
+            for (const auto& turns : kGenericChats) {
+                TextChat& chat = chats.emplace_back();
+                chat.system = "You are a helpful assistant.";
+                for (size_t t = 0; t + 1 < std::size(turns); t += 2)
+                    chat.rounds.emplace_back(turns[t], turns[t + 1]);
+            }
+        }
+        for (const TextChat& chat : chats) {
+            Result<TokenConversation> conv = renderChat(model, chat);
             if (!conv)
                 return fail("cannot render sample conversations", conv.error());
             conversations.push_back(std::move(*conv));
