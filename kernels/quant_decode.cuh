@@ -18,10 +18,10 @@ namespace kernels {
 
 __device__ inline float halfBits(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
-// Reads n 16-bit words from a 2-byte-aligned address.
-template <int N>
-__device__ inline void loadWords(const uint8_t* p, uint16_t (&w)[N]) {
-    const uint16_t* q = reinterpret_cast<const uint16_t*>(p);
+// Reads N words (16- or 32-bit) from an address aligned to the word size, through the read-only cache.
+template <typename Word, int N>
+__device__ inline void loadWords(const uint8_t* p, Word (&w)[N]) {
+    const Word* q = reinterpret_cast<const Word*>(p);
 #pragma unroll
     for (int i = 0; i < N; ++i)
         w[i] = __ldg(q + i);
@@ -195,14 +195,6 @@ __device__ inline void dp4a2(int w, int hi, int lo, int2& s) {
     s.y = __dp4a(w, lo, s.y);
 }
 
-template <int N>
-__device__ inline void loadPair(const uint8_t* pair, uint32_t (&w)[N]) {
-    const uint32_t* p = reinterpret_cast<const uint32_t*>(pair);
-#pragma unroll
-    for (int i = 0; i < N; ++i)
-        w[i] = __ldg(p + i);
-}
-
 template <GgmlType T>
 struct IntCodec;
 
@@ -213,7 +205,7 @@ struct IntCodec<GgmlType::Q8_0> {
     __device__ static float pairDot(const uint8_t* pair, const int (&hi)[16], const int (&lo)[16], float4 s0,
                                     float4 s1) {
         uint32_t w[kPairBytes / 4];
-        loadPair(pair, w);
+        loadWords(pair, w);
         int2 a = make_int2(0, 0), b = make_int2(0, 0);
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
@@ -235,7 +227,7 @@ struct IntCodec<GgmlType::Q4_0> {
     __device__ static float pairDot(const uint8_t* pair, const int (&hi)[16], const int (&lo)[16], float4 s0,
                                     float4 s1) {
         uint32_t w[kPairBytes / 4];
-        loadPair(pair, w);
+        loadWords(pair, w);
         int2 a = make_int2(0, 0), b = make_int2(0, 0);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {

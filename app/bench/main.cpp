@@ -205,6 +205,16 @@ double percentile(std::vector<double> v, double q) {
 
 using Clock = std::chrono::steady_clock;
 
+// The model on the requested backend with `threads` CPU threads (0: all); contextLength 0: the trained context.
+Result<std::unique_ptr<inference::Model>> loadModel(const std::string& path, inference::BackendKind backend,
+                                                    int threads, int contextLength = 0) {
+    inference::LoadOptions load;
+    load.backend = backend;
+    load.threads = threads;
+    load.contextLength = contextLength;
+    return inference::Model::load(path, load);
+}
+
 double secondsSince(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -326,11 +336,7 @@ Result<std::vector<json>> benchModel(const std::string& path, const ThroughputOp
         maxRun = std::max(maxRun, n);
     const int capacity = maxDepth + maxRun;
 
-    inference::LoadOptions load;
-    load.backend = o.backend;
-    load.threads = o.threads;
-    load.contextLength = capacity;
-    Result<std::unique_ptr<inference::Model>> model = inference::Model::load(path, load);
+    Result<std::unique_ptr<inference::Model>> model = loadModel(path, o.backend, o.threads, capacity);
     if (!model)
         return model.error();
     const inference::Backend& backend = (*model)->backend();
@@ -505,10 +511,7 @@ int runRounds(const Args& a) {
     sharing.variant =
         variant == "keys" ? inference::KvSharingVariant::SharedKeys : inference::KvSharingVariant::SharedScores;
 
-    inference::LoadOptions load;
-    load.backend = *backend;
-    load.threads = threads;
-    Result<std::unique_ptr<inference::Model>> model = inference::Model::load(a.models[0], load);
+    Result<std::unique_ptr<inference::Model>> model = loadModel(a.models[0], *backend, threads);
     if (!model)
         return fail(a.models[0], model.error());
     inference::StoryGenOptions gen;
@@ -658,10 +661,7 @@ int runRecall(const Args& a) {
         cases.insert(cases.end(), some->begin(), some->end());
         start = comma + 1;
     }
-    inference::LoadOptions load;
-    load.backend = *backend;
-    load.threads = threads;
-    Result<std::unique_ptr<inference::Model>> model = inference::Model::load(a.models[0], load);
+    Result<std::unique_ptr<inference::Model>> model = loadModel(a.models[0], *backend, threads);
     if (!model)
         return fail(a.models[0], model.error());
     const Clock::time_point t0 = Clock::now();

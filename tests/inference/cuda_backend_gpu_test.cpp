@@ -23,19 +23,8 @@ namespace {
 
 const std::string& kModelPath = test::kStoriesModelPath;
 
+using test::loadModel;
 using test::referenceJson;
-
-std::unique_ptr<Model> load(const std::string& path, BackendKind kind) {
-    LoadOptions options;
-    options.backend = kind;
-    options.threads = 8;
-    Result<std::unique_ptr<Model>> model = Model::load(path, options);
-    EXPECT_TRUE(model.ok()) << (model.ok() ? "" : model.error().toString());
-    if (!model.ok())
-        return nullptr;
-    EXPECT_EQ((*model)->backendInfo().kind, kind) << (*model)->backendInfo().fallbackReason;
-    return std::move(*model);
-}
 
 float maxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
     EXPECT_EQ(a.size(), b.size());
@@ -71,7 +60,7 @@ std::unique_ptr<BackendContext> context(const Model& m, int capacity) {
 }
 
 TEST(CudaBackend, ReferenceCasesLogitsAndGreedyIds) {
-    std::unique_ptr<Model> model = load(kModelPath, BackendKind::Cuda);
+    std::unique_ptr<Model> model = loadModel(kModelPath, BackendKind::Cuda);
     ASSERT_TRUE(model);
     const int nLayers = model->config().nLayers;
     for (const nlohmann::json& c : referenceJson()["cases"]) {
@@ -98,8 +87,8 @@ TEST(CudaBackend, ReferenceCasesLogitsAndGreedyIds) {
 }
 
 TEST(CudaBackend, MatchesCpuOnRoundViewsScoresAndEdits) {
-    std::unique_ptr<Model> gpu = load(kModelPath, BackendKind::Cuda);
-    std::unique_ptr<Model> cpu = load(kModelPath, BackendKind::Cpu);
+    std::unique_ptr<Model> gpu = loadModel(kModelPath, BackendKind::Cuda);
+    std::unique_ptr<Model> cpu = loadModel(kModelPath, BackendKind::Cpu);
     ASSERT_TRUE(gpu && cpu);
     const int nLayers = gpu->config().nLayers;
     const std::vector<int32_t> full = referenceJson()["multi_round"]["full_ids"].get<std::vector<int32_t>>();
@@ -145,7 +134,7 @@ TEST(CudaBackend, MatchesCpuOnRoundViewsScoresAndEdits) {
 }
 
 TEST(CudaBackend, ExportImportRoundTrip) {
-    std::unique_ptr<Model> model = load(kModelPath, BackendKind::Cuda);
+    std::unique_ptr<Model> model = loadModel(kModelPath, BackendKind::Cuda);
     ASSERT_TRUE(model);
     const int nLayers = model->config().nLayers;
     const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432, 383};
@@ -166,7 +155,7 @@ TEST(CudaBackend, ExportImportRoundTrip) {
 }
 
 TEST(CudaBackend, OutOfMemoryIsAnError) {
-    std::unique_ptr<Model> model = load(kModelPath, BackendKind::Cuda);
+    std::unique_ptr<Model> model = loadModel(kModelPath, BackendKind::Cuda);
     ASSERT_TRUE(model);
     Result<std::unique_ptr<BackendContext>> ctx = model->backend().createContext(1 << 30);
     ASSERT_FALSE(ctx.ok());
@@ -188,8 +177,8 @@ TEST(CudaBackend, TinyLlamaShapeMatchesCpu) {
         const std::string path = std::string(ROUNDCHAT_BINARY_DIR) + "/cuda_backend_test_" +
                                  kernels::typeName(type) + ".gguf";
         ASSERT_TRUE(writeRandomLlamaModel(spec, path).ok());
-        std::unique_ptr<Model> gpu = load(path, BackendKind::Cuda);
-        std::unique_ptr<Model> cpu = load(path, BackendKind::Cpu);
+        std::unique_ptr<Model> gpu = loadModel(path, BackendKind::Cuda);
+        std::unique_ptr<Model> cpu = loadModel(path, BackendKind::Cpu);
         ASSERT_TRUE(gpu && cpu);
         std::vector<int32_t> prompt(37);
         for (size_t i = 0; i < prompt.size(); ++i)
@@ -228,7 +217,7 @@ TEST(CudaBackend, DISABLED_TinyLlamaSpeed) {
         spec.type = type;
         const std::string path = std::string(ROUNDCHAT_BINARY_DIR) + "/cuda_speed.gguf";
         ASSERT_TRUE(writeRandomLlamaModel(spec, path).ok());
-        std::unique_ptr<Model> gpu = load(path, BackendKind::Cuda);
+        std::unique_ptr<Model> gpu = loadModel(path, BackendKind::Cuda);
         ASSERT_TRUE(gpu);
         const int nLayers = gpu->config().nLayers;
         auto ctx = context(*gpu, 4096);

@@ -21,14 +21,7 @@
 namespace inference {
 namespace {
 
-std::unique_ptr<Model> load(const std::string& path, BackendKind kind) {
-    LoadOptions options;
-    options.backend = kind;
-    options.threads = 8;
-    Result<std::unique_ptr<Model>> model = Model::load(path, options);
-    EXPECT_TRUE(model.ok()) << (model.ok() ? "" : model.error().toString());
-    return model.ok() ? std::move(*model) : nullptr;
-}
+using test::loadModel;
 
 // A small random llama (GQA, 6 layers) in the build tree, made once.
 const std::string& randomModelPath() {
@@ -124,7 +117,7 @@ RoundAttentionOptions roundOptions() {
 }
 
 void expectCudaMatchesCpu(const std::string& path, double tolerance) {
-    std::unique_ptr<Model> cpu = load(path, BackendKind::Cpu), gpu = load(path, BackendKind::Cuda);
+    std::unique_ptr<Model> cpu = loadModel(path, BackendKind::Cpu), gpu = loadModel(path, BackendKind::Cuda);
     ASSERT_TRUE(cpu && gpu);
     const TokenConversation conv = randomConversation(12, cpu->config().nVocab, 5);  // ~400 tokens
     std::unique_ptr<BackendContext> a = context(*cpu, 1024), b = context(*gpu, 1024);
@@ -173,7 +166,7 @@ TEST(RoundPlacement, CudaMatchesCpuOnRandomModel) {
 
 // Full KV keeps every layer resident and runs the same kernels as the plain forward.
 TEST(RoundPlacement, FullKvModeUnchanged) {
-    std::unique_ptr<Model> gpu = load(randomModelPath(), BackendKind::Cuda);
+    std::unique_ptr<Model> gpu = loadModel(randomModelPath(), BackendKind::Cuda);
     ASSERT_TRUE(gpu);
     const int nLayers = gpu->config().nLayers;
     const TokenConversation conv = randomConversation(8, gpu->config().nVocab, 9);
@@ -197,7 +190,7 @@ TEST(RoundPlacement, FullKvModeUnchanged) {
 // A conversation restored into a split context (lower layers to VRAM, upper layers to host memory) answers the next
 // question as the original context does; switching the placement back and forth keeps the KV.
 TEST(RoundPlacement, ExportImportAndPlacementSwitch) {
-    std::unique_ptr<Model> gpu = load(randomModelPath(), BackendKind::Cuda);
+    std::unique_ptr<Model> gpu = loadModel(randomModelPath(), BackendKind::Cuda);
     ASSERT_TRUE(gpu);
     const ModelConfig& c = gpu->config();
     const TokenConversation conv = randomConversation(9, c.nVocab, 11);

@@ -25,16 +25,7 @@ namespace inference::test {
 inline constexpr int kSmallContext = 512;
 
 inline std::unique_ptr<Model> loadStories(BackendKind kind, int contextLength = 0) {
-    LoadOptions options;
-    options.backend = kind;
-    options.threads = 2;
-    options.contextLength = contextLength;
-    Result<std::unique_ptr<Model>> model = Model::load(kStoriesModelPath, options);
-    EXPECT_TRUE(model.ok()) << (model.ok() ? "" : model.error().toString());
-    if (!model.ok())
-        return nullptr;
-    EXPECT_EQ((*model)->backendInfo().kind, kind) << (*model)->backendInfo().fallbackReason;
-    return std::move(*model);
+    return loadModel(kStoriesModelPath, kind, contextLength);
 }
 
 inline std::unique_ptr<BackendContext> newContext(const Model& model, int capacity) {
