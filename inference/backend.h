@@ -80,6 +80,7 @@ struct KvPlacementStats {
     uint64_t deviceBytes = 0;          // committed KV on the device: lower layers of every round + resident upper
     uint64_t bytesCopiedFromHost = 0;  // upper-layer KV copied in for recalled rounds, over the context's life
     double copyMs = 0.0;               // device time of those copies, over the context's life (0 on the CPU)
+    uint64_t upperPoolBytes = 0;       // device memory of the upper layers' slot pool, free slots included (CUDA)
 };
 
 class BackendContext {
@@ -94,9 +95,11 @@ public:
     virtual Status dropTail(int nTokens) = 0;
     // Bytes of committed K/V for layers [firstLayer, lastLayer), as stored on the device.
     virtual uint64_t kvBytes(int firstLayer, int lastLayer) const = 0;
-    // Snapshot layout: kv_cache.h. importRound appends a new round at firstPosition.
+    // Snapshot layout: kv_cache.h; exports come in the cache's own dtype. importRound appends a new round at
+    // firstPosition; it takes the snapshot by value so that a backend can keep its buffer (the CUDA one keeps the
+    // upper layers' host copy in it).
     virtual Result<RoundKvSnapshot> exportRound(int round, int firstLayer, int layerCount) const = 0;
-    virtual Status importRound(const RoundKvSnapshot& snapshot, int firstPosition) = 0;
+    virtual Status importRound(RoundKvSnapshot snapshot, int firstPosition) = 0;
     // Round Attention placement (kv_placement.h): layers [watershed, nLayers) of committed rounds live in host
     // memory and come to the device for the rounds a runLayers call attends to, plus a cache of at most
     // vramBudgetBytes of recently used rounds. watershed == nLayers (the default) keeps every layer on the device.

@@ -11,6 +11,7 @@
 #include "kernels/quant_ref.h"
 #include "kernels/reference.h"
 #include "inference/kv_sharing.h"
+#include "inference/round_policy.h"
 
 namespace inference {
 
@@ -274,18 +275,9 @@ void CpuContext::attention(int layer, const std::vector<int>& visible) {
 
     if (!m_recordScores)
         return;
-    // Mass of round r for query (i, h) is exp(lse_r - lse_total).
-    std::vector<float>& scores = m_scores[static_cast<size_t>(layer)];
-    scores.assign(static_cast<size_t>(m_cache.table().roundCount()), 0.0f);
-    for (size_t v = 0; v < visible.size(); ++v) {
-        double mass = 0.0;
-        for (size_t i = 0; i < lseStride; ++i) {
-            const float l = m_roundLse[v * lseStride + i];
-            if (l != -std::numeric_limits<float>::infinity())
-                mass += std::exp(static_cast<double>(l) - m_lse[i]);
-        }
-        scores[static_cast<size_t>(visible[v])] = static_cast<float>(mass);
-    }
+    m_scores[static_cast<size_t>(layer)] =
+        roundMassFromLse(RoundLse{m_roundLse, std::span<const float>(m_lse).first(lseStride), visible, n, c.nHeads,
+                                  m_cache.table().roundCount()});
 }
 
 void CpuContext::recordDistant(int layer, const std::vector<int>& visible) {

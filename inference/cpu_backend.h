@@ -48,7 +48,8 @@ public:
     Result<RoundKvSnapshot> exportRound(int round, int firstLayer, int layerCount) const override {
         return m_cache.exportRound(round, firstLayer, layerCount);
     }
-    Status importRound(const RoundKvSnapshot& snapshot, int firstPosition) override {
+    Status importRound(RoundKvSnapshot snapshot, int firstPosition) override {
+        RC_TRY(convertSnapshot(snapshot, "f32"));
         return m_cache.importRound(snapshot, firstPosition);
     }
     // Everything stays in RAM; the placement only drives the accounting a device would report.

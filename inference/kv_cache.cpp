@@ -7,6 +7,8 @@
 #include <new>
 #include <string>
 
+#include "kernels/ggml_types.h"
+
 namespace inference {
 
 static_assert(std::endian::native == std::endian::little, "snapshots are little-endian float32 copied as bytes");
@@ -87,6 +89,40 @@ Status KvRoundTable::dropTail(int nTokens) {
 uint64_t snapshotBytes(const KvLayout& layout, int layerCount, int tokenCount) {
     return 2ull * static_cast<uint64_t>(layerCount) * static_cast<uint64_t>(tokenCount) *
            static_cast<uint64_t>(layout.tokenFloats()) * sizeof(float);
+}
+
+Status convertSnapshot(RoundKvSnapshot& snapshot, std::string_view dtype) {
+    auto elementBytes = [](std::string_view d) -> size_t { return d == "f32" ? 4 : d == "f16" ? 2 : 0; };
+    const size_t from = elementBytes(snapshot.dtype), to = elementBytes(dtype);
+    if (from == 0 || to == 0)
+        return makeError(ErrorCode::Unsupported, "KV snapshot dtype '" + (from == 0 ? snapshot.dtype : std::string(dtype)) +
+                                                     "' (f32 and f16 are known)");
+    if (from == to)
+        return {};
+    const size_t n = snapshot.bytes.size() / from;
+    std::vector<uint8_t> out;
+    try {
+        out.resize(n * to);
+    } catch (const std::bad_alloc&) {
+        return makeError(ErrorCode::OutOfMemory, "KV snapshot conversion");
+    }
+    const uint8_t* in = snapshot.bytes.data();
+    for (size_t i = 0; i < n; ++i) {
+        if (to == sizeof(uint16_t)) {
+            float f;
+            std::memcpy(&f, in + i * sizeof f, sizeof f);
+            const uint16_t h = kernels::floatToFp16(f);
+            std::memcpy(out.data() + i * sizeof h, &h, sizeof h);
+        } else {
+            uint16_t h;
+            std::memcpy(&h, in + i * sizeof h, sizeof h);
+            const float f = kernels::fp16ToFloat(h);
+            std::memcpy(out.data() + i * sizeof f, &f, sizeof f);
+        }
+    }
+    snapshot.bytes = std::move(out);
+    snapshot.dtype = std::string(dtype);
+    return {};
 }
 
 KvCache::KvCache(KvLayout layout, int capacityTokens) : m_layout(layout), m_table(capacityTokens) {}

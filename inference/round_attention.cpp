@@ -136,10 +136,13 @@ Status RoundAttention::forward(BackendContext& ctx, const ForwardBatch& batch) {
                             m_options.vramBudgetBytes));
     ForwardBatch b = batch;
     b.recordRoundScores = batch.recordRoundScores || needSelection;
-    if (m_options.sharing.enabled) {
+    if (m_options.sharing.enabled)
         RC_TRY(m_sharingStatus);
+    // Past the trained context the views are packed (moved keys), which the sharing split does not handle: such a
+    // batch attends exactly, and its report counts nothing as shared.
+    m_sharingActive = m_options.sharing.enabled && lower.deltas.empty();
+    if (m_sharingActive)
         b.sharing = &m_sharingPlan;
-    }
     RC_TRY(ctx.begin(b));
     RC_TRY(ctx.runLayers(0, m_watershed, kvView(lower)));
     if (needSelection) {
@@ -215,7 +218,7 @@ RecallReport RoundAttention::report(const BackendContext& ctx) const {
         for (int k : m_diag.selection.rounds)
             r.recalled.push_back(RecalledRound{k, m_diag.selection.shares[static_cast<size_t>(k)]});
     }
-    if (m_options.sharing.enabled && m_sharingStatus.ok() && table.tokenCount() > 0) {
+    if (m_sharingActive && table.tokenCount() > 0) {
         // Inter-layer sharing stores the distant keys of a group's later layers once: in the lower layers of every
         // round, in the upper layers of the rounds this answer attended (recalled ones stored shared too).
         std::vector<int> upper = r.mode == KvMode::FullKv ? std::vector<int>() : m_visible;
@@ -232,14 +235,14 @@ RecallReport RoundAttention::report(const BackendContext& ctx) const {
 // ---- positions ----
 
 Status shiftSnapshotPositions(RoundKvSnapshot& snapshot, const ModelConfig& config, int from, int to) {
-    if (snapshot.dtype != "f32")
-        return makeError(ErrorCode::Unsupported, "re-rotating keys of a '" + snapshot.dtype + "' snapshot (f32 only)");
+    if (from == to || snapshot.tokenCount == 0)
+        return {};
+    const std::string dtype = snapshot.dtype;
+    RC_TRY(convertSnapshot(snapshot, "f32"));  // rotated in float32, stored back in its own type
     const int64_t tokenFloats = static_cast<int64_t>(config.kvDim());
     const size_t block = static_cast<size_t>(snapshot.tokenCount * tokenFloats);
     if (snapshot.bytes.size() != 2 * block * sizeof(float) * static_cast<size_t>(snapshot.layerCount))
         return makeError(ErrorCode::CorruptFile, "KV snapshot size does not match its shape");
-    if (from == to || snapshot.tokenCount == 0)
-        return {};
     std::vector<int32_t> fromPos(static_cast<size_t>(snapshot.tokenCount)), toPos(fromPos.size());
     for (int t = 0; t < snapshot.tokenCount; ++t) {
         fromPos[static_cast<size_t>(t)] = from + t;
@@ -254,7 +257,7 @@ Status shiftSnapshotPositions(RoundKvSnapshot& snapshot, const ModelConfig& conf
                               config.headDim, config.ropeDim, config.ropeFreqBase);
         std::memcpy(k, keys.data(), block * sizeof(float));
     }
-    return {};
+    return convertSnapshot(snapshot, dtype);
 }
 
 Status compactRoundPositions(BackendContext& ctx, const ModelConfig& config) {
@@ -277,7 +280,7 @@ Status compactRoundPositions(BackendContext& ctx, const ModelConfig& config) {
     }
     RC_TRY(ctx.keepRounds(0));
     for (size_t r = 0; r < snaps.size(); ++r)
-        RC_TRY(ctx.importRound(snaps[r], to[r]));
+        RC_TRY(ctx.importRound(std::move(snaps[r]), to[r]));
     return {};
 }
 

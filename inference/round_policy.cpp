@@ -20,6 +20,25 @@ std::vector<float> normaliseRoundScores(std::span<const float> raw) {
     return shares;
 }
 
+std::vector<float> roundMassFromLse(const RoundLse& lse) {
+    // Share of query (i, h)'s attention on round r: exp(lse_r[i, h] - lse[i, h]), summed over (i, h). Per-query
+    // renormalisation, per-head normalisation, the max over queries, the last queries only and sums over layers were
+    // measured against this on the recall model and stories260K: none ranks the fact round reliably below the top
+    // layer (docs/PERFORMANCE.md, recall accuracy section).
+    std::vector<float> scores(static_cast<size_t>(lse.roundCount), 0.0f);
+    const size_t stride = static_cast<size_t>(lse.nQueries) * static_cast<size_t>(lse.nHeads);
+    for (size_t v = 0; v < lse.visibleRounds.size(); ++v) {
+        double mass = 0.0;
+        for (size_t i = 0; i < stride; ++i) {
+            const float l = lse.perRound[v * stride + i];
+            if (l != -std::numeric_limits<float>::infinity())
+                mass += std::exp(static_cast<double>(l) - lse.total[i]);
+        }
+        scores[static_cast<size_t>(lse.visibleRounds[v])] = static_cast<float>(mass);
+    }
+    return scores;
+}
+
 bool isPinnedRound(int r, int pastRounds, const RoundAttentionOptions& options) {
     return r == 0 || r >= pastRounds - std::max(0, options.keepLatestRounds);
 }

@@ -126,7 +126,7 @@ public:
         return snap;
     }
 
-    Status importRound(const RoundInfo& info, const RoundKvSnapshot& snapshot) override {
+    Status importRound(const RoundInfo& info, RoundKvSnapshot snapshot) override {
         if (snapshot.modelFingerprint != m_model.fingerprint())
             return makeError(ErrorCode::Mismatch, "KV snapshot was made for another model");
         if (info.index != static_cast<int>(m_rounds.size()) || snapshot.round != info.index)
@@ -142,7 +142,7 @@ public:
         if (snapshot.tokenCount != static_cast<int>(round.tokens.size()))
             return makeError(ErrorCode::Mismatch, "KV snapshot has " + std::to_string(snapshot.tokenCount) +
                                                       " tokens, the round " + std::to_string(round.tokens.size()));
-        RC_TRY(m_ctx->importRound(snapshot, round.firstPosition));
+        RC_TRY(m_ctx->importRound(std::move(snapshot), round.firstPosition));
         m_rounds.push_back(std::move(round));
         m_roundAttention.reset();
         return {};

@@ -1,16 +1,18 @@
-// Flash attention over the span-organised fp16 KV cache, for prefill and (split-K) decode.
+// Flash attention over the span-organised KV cache (fp16 or float32, KvType), for prefill and (split-K) decode.
 //
 // Every block owns a tile of query rows that share one kv head (rows enumerate (token, head-in-group) pairs, so the
 // whole GQA group of a token shares every K/V load and a tile spans few positions, which keeps causal skipping
 // tight) and one contiguous range of logical key indices (its split). It walks that range in key tiles: look up
 // each key's cache slot through the span list (a tile may cross spans) and its position, skip the tile when no row
-// of the block can see any of its keys, stage K and V in shared memory, then update the running max / denominator
-// per row (online softmax) and the output accumulator.
+// of the block can see any of its keys (AttentionArgs' lag band), stage K and V in shared memory, then update the
+// running max / denominator per row (online softmax) and the output accumulator.
 // Two kernels implement that loop:
-// - attentionMmaKernel<D> (head dims 64 and 128): fp16 tensor cores (mma.sync), FlashAttention-2 style. Each warp
-//   owns 16 rows; S = Q K^T, the softmax and P V stay in registers in the mma fragment layouts. On sm_80+ key tiles
-//   arrive by cp.async, double-buffered at head dim 64 (the next visible tile loads while this one computes).
-// - attentionKernel (any head dim that is a multiple of 8): scalar float maths, one key per lane.
+// - attentionMmaKernel<D> (head dims 64 and 128, fp16 cache): fp16 tensor cores (mma.sync), FlashAttention-2 style.
+//   Each warp owns 16 rows; S = Q K^T, the softmax and P V stay in registers in the mma fragment layouts. On sm_80+
+//   key tiles arrive by cp.async, double-buffered at head dim 64 (the next visible tile loads while this one
+//   computes).
+// - attentionKernel<KV> (any head dim that is a multiple of 8, either cache type): scalar float maths, one key per
+//   lane. A float32 cache takes it at every head dim: its point is exact K/V, which fp16 mma operands would undo.
 // With nSplits > 1 each split writes a normalised partial output and its log-sum-exp, and attentionMergeKernel
 // combines them: out = sum_s exp(lse_s - m) out_s / sum_s exp(lse_s - m).
 #include "kernels/attention.h"
@@ -21,12 +23,58 @@
 #include <string>
 
 #include "cuda_common.cuh"
+#include "kv_element.cuh"
 
 namespace kernels {
 
 namespace {
 
 constexpr float kNegInf = -__builtin_huge_valf();
+
+// ---- lag band
+
+// Key positions [lo, hi] that a query sees under the lag band (AttentionArgs::minLag/maxLag), clamped to int.
+struct PosBand {
+    int lo = INT_MAX;  // the default band is empty: padding rows see nothing
+    int hi = INT_MIN;
+
+    __device__ bool contains(int pos) const { return pos >= lo && pos <= hi; }
+};
+
+__device__ inline int clampToInt(long long x) {
+    return static_cast<int>(max(static_cast<long long>(INT_MIN), min(static_cast<long long>(INT_MAX), x)));
+}
+
+// The band of a query at position p; INT_MIN marks a padding row (empty band).
+__device__ inline PosBand visibleBand(const AttentionArgs& a, int p) {
+    if (p == INT_MIN)
+        return {};
+    return {clampToInt(static_cast<long long>(p) - a.maxLag), clampToInt(static_cast<long long>(p) - a.minLag)};
+}
+
+// Over the rows of a block: `any` holds the keys some row may see (a tile with none of them is skipped), `all` the
+// keys every row sees (a tile of those only needs no mask).
+struct BlockBands {
+    PosBand any;
+    PosBand all;
+};
+
+// rowPos: (rows) query positions, INT_MIN for padding rows. A band's ends grow with the query position, so both
+// bands follow from the extreme positions of the real rows.
+__device__ inline BlockBands blockBands(const AttentionArgs& a, const int* rowPos, int rows) {
+    int maxPos = INT_MIN;
+    int minPos = INT_MAX;
+    for (int r = 0; r < rows; ++r) {
+        if (rowPos[r] != INT_MIN) {
+            maxPos = max(maxPos, rowPos[r]);
+            minPos = min(minPos, rowPos[r]);
+        }
+    }
+    if (minPos > maxPos)
+        return {};
+    return {{visibleBand(a, minPos).lo, visibleBand(a, maxPos).hi},
+            {visibleBand(a, maxPos).lo, visibleBand(a, minPos).hi}};
+}
 
 // ---- key tiles over the span list
 
@@ -238,17 +286,10 @@ __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(AttentionArgs 
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks)
         ldmatrixX4(qf[ks], &sh.k[0][warp * 16 + lmRow + lmHi][ks * 16 + lmCol]);
-    // Tiles whose keys all lie after maxPos are skipped; tiles whose keys all lie at or before minPos need no mask.
-    int maxPos = INT_MIN;
-    int minPos = INT_MAX;
-    for (int r = 0; r < kMmaRows; ++r) {
-        if (sh.rowPos[r] != INT_MIN) {
-            maxPos = max(maxPos, sh.rowPos[r]);
-            minPos = min(minPos, sh.rowPos[r]);
-        }
-    }
+    // Tiles with no key in bands.any are skipped; tiles with every key in bands.all need no mask.
+    const BlockBands bands = blockBands(a, sh.rowPos, kMmaRows);
     const int row0 = warp * 16 + g;  // this thread's rows: row0 and row0 + 8 (index h = 0, 1 below)
-    const int rowPos[2] = {sh.rowPos[row0], sh.rowPos[row0 + 8]};
+    const PosBand rowBand[2] = {visibleBand(a, sh.rowPos[row0]), visibleBand(a, sh.rowPos[row0 + 8])};
     __syncthreads();  // the first tile overwrites the queries
 
     float rowMax[2] = {kNegInf, kNegInf};  // running max of the base-2 scores
@@ -276,8 +317,8 @@ __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(AttentionArgs 
             if (tid < kMmaKeys) {
                 sh.slot[stage][tid] = slot;
                 sh.keyPos[stage][tid] = pos;
-                visible = slot >= 0 && pos <= maxPos;
-                unmasked = slot >= 0 && pos <= minPos;
+                visible = slot >= 0 && bands.any.contains(pos);
+                unmasked = slot >= 0 && bands.all.contains(pos);
             }
             range.advanceTo(a, from + kMmaKeys);
             if (tid < kMmaKeys)
@@ -297,8 +338,8 @@ __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(AttentionArgs 
                 const int c = i % kChunks * 8;
                 const int keySlot = sh.slot[stage][key];
                 const int64_t off = (static_cast<int64_t>(max(keySlot, 0)) * a.nKvHeads + kvh) * D + c;
-                copy16(&sh.k[stage][key][c], a.k + off, keySlot >= 0);
-                copy16(&sh.v[stage][key][c], a.v + off, keySlot >= 0);
+                copy16(&sh.k[stage][key][c], static_cast<const __half*>(a.k) + off, keySlot >= 0);
+                copy16(&sh.v[stage][key][c], static_cast<const __half*>(a.v) + off, keySlot >= 0);
             }
         }
         copyCommit();
@@ -340,7 +381,7 @@ __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(AttentionArgs 
             for (int j = 0; j < kKeyTiles; ++j) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    if (sh.keyPos[st][j * 8 + 2 * t + e % 2] > rowPos[e / 2])
+                    if (!rowBand[e / 2].contains(sh.keyPos[st][j * 8 + 2 * t + e % 2]))
                         s[j][e] = kNegInf;
                 }
             }
@@ -420,7 +461,7 @@ __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(AttentionArgs 
     }
 }
 
-// ---- scalar kernel (any head dim)
+// ---- scalar kernel (any head dim, either cache element type)
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / kWarpSize;
@@ -442,7 +483,8 @@ struct SharedTile {
     int keyPos[kKeys];
 };
 
-// grid = (ceil(nQ * group / kRows), nKvHeads, nSplits).
+// grid = (ceil(nQ * group / kRows), nKvHeads, nSplits). KV: the cache element type (__half or float).
+template <typename KV>
 __global__ void __launch_bounds__(kThreads) attentionKernel(AttentionArgs a) {
     __shared__ SharedTile sh;
     const int D = a.headDim;
@@ -469,9 +511,7 @@ __global__ void __launch_bounds__(kThreads) attentionKernel(AttentionArgs a) {
     }
     KeyRange range(a, split, kKeys);
     __syncthreads();
-    int maxPos = INT_MIN;
-    for (int r = 0; r < kRows; ++r)
-        maxPos = max(maxPos, sh.rowPos[r]);
+    const PosBand anyRow = blockBands(a, sh.rowPos, kRows).any;  // keys some row of the block may see
 
     float acc[kMaxAcc];
 #pragma unroll
@@ -485,32 +525,26 @@ __global__ void __launch_bounds__(kThreads) attentionKernel(AttentionArgs a) {
             range.lookup(a, tile + tid, slot, pos);
             sh.slot[tid] = slot;
             sh.keyPos[tid] = pos;
-            visible = slot >= 0 && pos <= maxPos;
+            visible = slot >= 0 && anyRow.contains(pos);
         }
         range.advanceTo(a, tile + kKeys);
         if (!__syncthreads_or(visible))
             continue;
 
-        // Stage the tile: 8 fp16 values (16 bytes) per load; keys past the range become zeros, not garbage.
+        // Stage the tile: 8 values (16 or 32 bytes) per load; keys past the range become zeros, not garbage.
         const int chunks = D / 8;
         for (int i = tid; i < kKeys * chunks; i += kThreads) {
             const int kk = i / chunks;
             const int c = (i % chunks) * 8;
             const int slot = sh.slot[kk];
-            Half8 kr{}, vr{};
-            if (slot >= 0) {
-                const int64_t off = (static_cast<int64_t>(slot) * a.nKvHeads + kvh) * D + c;
-                kr = *reinterpret_cast<const Half8*>(a.k + off);
-                vr = *reinterpret_cast<const Half8*>(a.v + off);
-            }
+            const int64_t off = (static_cast<int64_t>(max(slot, 0)) * a.nKvHeads + kvh) * D + c;
+            float kr[8], vr[8];
+            loadKv8(static_cast<const KV*>(a.k) + off, slot >= 0, kr);
+            loadKv8(static_cast<const KV*>(a.v) + off, slot >= 0, vr);
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const float2 kf = __half22float2(kr.h[j]);
-                const float2 vf = __half22float2(vr.h[j]);
-                sh.k[kk][c + 2 * j] = kf.x;
-                sh.k[kk][c + 2 * j + 1] = kf.y;
-                sh.v[kk][c + 2 * j] = vf.x;
-                sh.v[kk][c + 2 * j + 1] = vf.y;
+            for (int j = 0; j < 8; ++j) {
+                sh.k[kk][c + j] = kr[j];
+                sh.v[kk][c + j] = vr[j];
             }
         }
         __syncthreads();
@@ -520,7 +554,7 @@ __global__ void __launch_bounds__(kThreads) attentionKernel(AttentionArgs a) {
             float s = 0.0f;
             for (int d = 0; d < D; ++d)
                 s = fmaf(sh.q[r][d], sh.k[lane][d], s);
-            const bool ok = sh.keyPos[lane] <= sh.rowPos[r];
+            const bool ok = visibleBand(a, sh.rowPos[r]).contains(sh.keyPos[lane]);
             s = ok ? s : kNegInf;
             const float oldMax = sh.rowMax[r];
             const float newMax = fmaxf(oldMax, warpReduceMax(s));
@@ -604,16 +638,17 @@ __global__ void attentionMergeKernel(const float* workspace, float* out, float* 
         lse[row] = m + logf(weightSum);
 }
 
-// k, v: (nTokens, kvDim) float; caches: (capacity, kvDim) fp16.
-__global__ void kvStoreKernel(const float* k, const float* v, __half* kCache, __half* vCache, const int32_t* slots,
+// k, v: (nTokens, kvDim) float; caches: (capacity, kvDim) of the element type KV (__half or float).
+template <typename KV>
+__global__ void kvStoreKernel(const float* k, const float* v, KV* kCache, KV* vCache, const int32_t* slots,
                               int nTokens, int kvDim) {
     const int64_t n = static_cast<int64_t>(nTokens) * kvDim;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int t = static_cast<int>(i / kvDim);
         const int64_t dst = static_cast<int64_t>(slots[t]) * kvDim + i % kvDim;
-        kCache[dst] = __float2half_rn(k[i]);
-        vCache[dst] = __float2half_rn(v[i]);
+        storeKv(kCache + dst, k[i]);
+        storeKv(vCache + dst, v[i]);
     }
 }
 
@@ -631,21 +666,23 @@ Status attention(cudaStream_t stream, const AttentionArgs& a) {
                                " unsupported (multiples of 8 up to " + std::to_string(kAttentionMaxHeadDim) + ")");
     if (a.nSplits < 1 || a.nSplits > 65535 || (a.nSplits > 1 && !a.workspace))
         return invalidArgument("attention: nSplits must be in [1, 65535], with a workspace when above 1");
+    if (a.minLag < 0 || a.maxLag < a.minLag)
+        return invalidArgument("attention: the lag band needs 0 <= minLag <= maxLag");
     if (a.nQ == 0)
         return Status::success();
-    // Head dims with a tensor-core kernel; every other multiple of 8 takes the scalar kernel.
+    // Kernel table: (head dim 64 or 128, F16 cache) -> tensor-core kernel; every other (multiple of 8, F16 or F32)
+    // -> the scalar kernel for that element type.
     const int64_t rows = static_cast<int64_t>(a.nQ) * (a.nHeads / a.nKvHeads);
     const dim3 mmaGrid(ceilDiv(rows, kMmaRows), a.nKvHeads, a.nSplits);
-    switch (a.headDim) {
-    case 64:
+    if (a.kvType == KvType::F16 && a.headDim == 64) {
         attentionMmaKernel<64><<<mmaGrid, kMmaThreads, 0, stream>>>(a);
-        break;
-    case 128:
+    } else if (a.kvType == KvType::F16 && a.headDim == 128) {
         attentionMmaKernel<128><<<mmaGrid, kMmaThreads, 0, stream>>>(a);
-        break;
-    default:
-        attentionKernel<<<dim3(ceilDiv(rows, kRows), a.nKvHeads, a.nSplits), kThreads, 0, stream>>>(a);
-        break;
+    } else {
+        const dim3 grid(ceilDiv(rows, kRows), a.nKvHeads, a.nSplits);
+        withKvElement(a.kvType, [&](auto kv) {
+            attentionKernel<typename decltype(kv)::type><<<grid, kThreads, 0, stream>>>(a);
+        });
     }
     RC_TRY(checkLaunch("attentionKernel"));
     if (a.nSplits == 1)
@@ -655,7 +692,7 @@ Status attention(cudaStream_t stream, const AttentionArgs& a) {
     return checkLaunch("attentionMergeKernel");
 }
 
-Status kvStore(cudaStream_t stream, const float* k, const float* v, uint16_t* kCache, uint16_t* vCache,
+Status kvStore(cudaStream_t stream, const float* k, const float* v, void* kCache, void* vCache, KvType kvType,
                const int32_t* slots, int nTokens, int kvDim) {
     if (nTokens < 0 || kvDim <= 0)
         return invalidArgument("kvStore: bad shape");
@@ -663,8 +700,11 @@ Status kvStore(cudaStream_t stream, const float* k, const float* v, uint16_t* kC
         return Status::success();
     constexpr int kStoreThreads = 256;
     const unsigned grid = std::min(ceilDiv(static_cast<int64_t>(nTokens) * kvDim, kStoreThreads), 65535u);
-    kvStoreKernel<<<grid, kStoreThreads, 0, stream>>>(k, v, reinterpret_cast<__half*>(kCache),
-                                                      reinterpret_cast<__half*>(vCache), slots, nTokens, kvDim);
+    withKvElement(kvType, [&](auto kv) {
+        using KV = typename decltype(kv)::type;
+        kvStoreKernel<<<grid, kStoreThreads, 0, stream>>>(k, v, static_cast<KV*>(kCache), static_cast<KV*>(vCache),
+                                                          slots, nTokens, kvDim);
+    });
     return checkLaunch("kvStoreKernel");
 }
 

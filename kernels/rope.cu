@@ -3,6 +3,7 @@
 #include "kernels/rope.h"
 
 #include "cuda_common.cuh"
+#include "kv_element.cuh"
 
 namespace kernels {
 
@@ -37,9 +38,11 @@ __global__ void ropeKernel(float* x, const int32_t* positions, int nTokens, int 
     }
 }
 
-// src, dst: (capacity, nHeads, headDim) fp16; row slots[t] of dst = row slots[t] of src rotated by
-// toPositions[t] - fromPositions[t]. One thread per (token, pair of headDim): pairs past ropeDim are copied.
-__global__ void ropeShiftKernel(const __half* src, __half* dst, const int32_t* slots, const int32_t* fromPositions,
+// src, dst: (capacity, nHeads, headDim) of the cache element type KV (__half or float); row slots[t] of dst = row
+// slots[t] of src rotated by toPositions[t] - fromPositions[t]. One thread per (token, pair of headDim): pairs past
+// ropeDim are copied.
+template <typename KV>
+__global__ void ropeShiftKernel(const KV* src, KV* dst, const int32_t* slots, const int32_t* fromPositions,
                                 const int32_t* toPositions, int nTokens, int nHeads, int headDim, int ropeDim,
                                 float freqBase) {
     const int pairs = headDim / 2;
@@ -54,8 +57,8 @@ __global__ void ropeShiftKernel(const __half* src, __half* dst, const int32_t* s
     const int64_t row = static_cast<int64_t>(slots[t]) * nHeads * headDim + 2 * i;
     for (int h = 0; h < nHeads; ++h) {
         const int64_t at = row + static_cast<int64_t>(h) * headDim;
-        const float2 a = __half22float2(*reinterpret_cast<const __half2*>(src + at));
-        *reinterpret_cast<__half2*>(dst + at) = __floats2half2_rn(a.x * c - a.y * s, a.x * s + a.y * c);
+        const float2 a = loadKvPair(src + at);
+        storeKvPair(dst + at, make_float2(a.x * c - a.y * s, a.x * s + a.y * c));
     }
 }
 
@@ -79,16 +82,19 @@ Status rope(cudaStream_t stream, float* x, const int32_t* positions, int nTokens
     return checkLaunch("ropeKernel");
 }
 
-Status ropeShift(cudaStream_t stream, const uint16_t* src, uint16_t* dst, const int32_t* slots,
+Status ropeShift(cudaStream_t stream, const void* src, void* dst, KvType kvType, const int32_t* slots,
                  const int32_t* fromPositions, const int32_t* toPositions, int nTokens, int nHeads, int headDim,
                  int ropeDim, float freqBase) {
     RC_TRY(checkShape(nTokens, nHeads, headDim, ropeDim));
     if (nTokens == 0)
         return Status::success();
     const int64_t threads = static_cast<int64_t>(nTokens) * (headDim / 2);
-    ropeShiftKernel<<<ceilDiv(threads, kThreads), kThreads, 0, stream>>>(
-        reinterpret_cast<const __half*>(src), reinterpret_cast<__half*>(dst), slots, fromPositions, toPositions,
-        nTokens, nHeads, headDim, ropeDim, freqBase);
+    withKvElement(kvType, [&](auto kv) {
+        using KV = typename decltype(kv)::type;
+        ropeShiftKernel<<<ceilDiv(threads, kThreads), kThreads, 0, stream>>>(
+            static_cast<const KV*>(src), static_cast<KV*>(dst), slots, fromPositions, toPositions, nTokens, nHeads,
+            headDim, ropeDim, freqBase);
+    });
     return checkLaunch("ropeShiftKernel");
 }
 

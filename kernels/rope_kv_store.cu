@@ -1,9 +1,10 @@
 // Fused RoPE + KV store for decode: one thread per (token, head of q, k or v, pair of adjacent dims). q and k pairs
 // below ropeDim are rotated (angle in double, the formula of rope.cu, so results match ropeRef); q goes to its own
-// buffer, k and v to their cache rows as fp16.
+// buffer, k and v to their cache rows in the cache's element type KV (__half or float).
 #include "kernels/rope_kv_store.h"
 
 #include "cuda_common.cuh"
+#include "kv_element.cuh"
 
 namespace kernels {
 
@@ -12,6 +13,7 @@ namespace {
 constexpr int kThreads = 128;
 
 // grid covers nTokens * (nHeads + 2 nKvHeads) * headDim / 2 threads.
+template <typename KV>
 __global__ void ropeKvStoreKernel(RopeKvStoreArgs a) {
     const int pairsPerHead = a.headDim / 2;
     const int heads = a.nHeads + 2 * a.nKvHeads;
@@ -41,10 +43,8 @@ __global__ void ropeKvStoreKernel(RopeKvStoreArgs a) {
     }
     const bool isKey = h < a.nHeads + a.nKvHeads;
     const int kvHead = isKey ? h - a.nHeads : h - a.nHeads - a.nKvHeads;
-    uint16_t* cache = isKey ? a.kCache : a.vCache;
-    __half2* dst = reinterpret_cast<__half2*>(cache + a.slots[t] * kvDim + static_cast<int64_t>(kvHead) * a.headDim +
-                                              2 * i);
-    *dst = __floats2half2_rn(r.x, r.y);
+    KV* cache = static_cast<KV*>(isKey ? a.kCache : a.vCache);
+    storeKvPair(cache + a.slots[t] * kvDim + static_cast<int64_t>(kvHead) * a.headDim + 2 * i, r);
 }
 
 }  // namespace
@@ -56,7 +56,9 @@ Status ropeKvStore(cudaStream_t stream, const RopeKvStoreArgs& a) {
     if (a.nTokens == 0)
         return Status::success();
     const int64_t threads = static_cast<int64_t>(a.nTokens) * (a.nHeads + 2 * a.nKvHeads) * (a.headDim / 2);
-    ropeKvStoreKernel<<<ceilDiv(threads, kThreads), kThreads, 0, stream>>>(a);
+    withKvElement(a.kvType, [&](auto kv) {
+        ropeKvStoreKernel<typename decltype(kv)::type><<<ceilDiv(threads, kThreads), kThreads, 0, stream>>>(a);
+    });
     return checkLaunch("ropeKvStoreKernel");
 }
 

@@ -4,8 +4,12 @@
 #include "storage/chat_store.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <limits>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <utility>
 
 namespace storage {
@@ -226,6 +230,68 @@ Result<KvSnapshotRecord> KvStore::loadSnapshot(int64_t snapshotId) {
     out.bytes.resize(size_t(reader->size()));
     RC_TRY(reader->read(0, out.bytes));
     return out;
+}
+
+Status streamSnapshots(const std::string& path, std::span<const int64_t> snapshotIds, int threads,
+                       const SnapshotConsumer& consume) {
+    const size_t n = snapshotIds.size();
+    const size_t readers = std::min(n, static_cast<size_t>(std::max(1, threads)));
+    const size_t readAhead = 4 * readers;  // snapshots read but not consumed yet, at most
+    std::mutex lock;
+    std::condition_variable changed;
+    std::vector<std::optional<Result<KvSnapshotRecord>>> ready(n);
+    size_t next = 0;      // the next snapshot a reader takes
+    size_t consumed = 0;  // snapshots handed to consume
+    bool stop = false;
+    std::optional<Error> openError;
+    auto read = [&] {
+        OpenOptions readerOptions;
+        readerOptions.verifyOnOpen = false;  // the app checked the file when it opened it
+        readerOptions.recoverCorrupt = false;
+        Result<Database> db = Database::open(path, readerOptions);
+        std::unique_lock<std::mutex> held(lock);
+        if (!db) {
+            openError = db.error();
+            changed.notify_all();
+            return;
+        }
+        KvStore store(*db);
+        for (;;) {
+            changed.wait(held, [&] { return stop || next >= n || next < consumed + readAhead; });
+            if (stop || next >= n)
+                return;
+            const size_t i = next++;
+            held.unlock();
+            Result<KvSnapshotRecord> rec = store.loadSnapshot(snapshotIds[i]);
+            held.lock();
+            ready[i] = std::move(rec);
+            changed.notify_all();
+        }
+    };
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < readers; ++t) pool.emplace_back(read);
+    Status result;
+    for (size_t i = 0; i < n && result.ok(); ++i) {
+        std::unique_lock<std::mutex> held(lock);
+        changed.wait(held, [&] { return ready[i].has_value() || openError.has_value(); });
+        if (!ready[i]) {
+            result = *openError;
+            break;
+        }
+        Result<KvSnapshotRecord> rec = std::move(*ready[i]);
+        ready[i].reset();
+        consumed = i + 1;
+        changed.notify_all();
+        held.unlock();
+        result = rec ? consume(i, std::move(*rec)) : Status{rec.error()};
+    }
+    {
+        const std::lock_guard<std::mutex> held(lock);
+        stop = true;
+    }
+    changed.notify_all();
+    for (std::thread& t : pool) t.join();
+    return result;
 }
 
 Result<RestorePlan> KvStore::planRestore(int64_t conversationId, const RestoreKey& key) {

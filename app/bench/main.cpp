@@ -57,14 +57,14 @@ constexpr const char* kUsage = R"(usage:
                          [--compare round|full] [--sharing on|off] [--sharing-sink N] [--sharing-window N]
                          [--sharing-groups 0,2,..] [--sharing-js T] [--sharing-variant scores|keys]
       --compare       the run compared with plain full KV (default round: Round Attention)
-      --sharing on    inter-layer KV sharing in the compared run (CPU backend); layer groups from
+      --sharing on    inter-layer KV sharing in the compared run (either backend); layer groups from
                       --sharing-groups, else calibrated on other story conversations with --sharing-js
                       (default 0.1); sink/window default 16/4080
   roundchat-bench recall -m M.gguf --data A.jsonl[,B.jsonl] [--limit N] [--backend B] [--watershed L]
                          [--max-rounds N] [--recall-mass F]
   roundchat-bench search [--messages N] [--queries N]
   roundchat-bench rounds-gpu -m M.gguf [--rounds 50] [--tokens 16384] [--question 128] [--gen 64] [--watershed 5]
-                         [--max-recalled 4] [--budget-mb 0] [--db PATH]
+                         [--max-recalled 4] [--budget-mb 0] [--db PATH] [--restore-threads 4]
       Round Attention KV placement on CUDA vs full KV (VRAM, TTFT, decode) and KV restore from SQLite vs re-prefill
 )";
 

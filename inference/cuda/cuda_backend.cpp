@@ -1,33 +1,40 @@
 // CUDA llama forward, step for step the same as cpu_backend.cpp but with the kernels of kernels/ on one stream:
-// embedding -> per layer RMSNorm, Q/K/V projections (GEMV for one or two tokens, cuBLAS GEMM above), RoPE, fp16 KV
+// embedding -> per layer RMSNorm, Q/K/V projections (GEMV for one or two tokens, cuBLAS GEMM above), RoPE, KV
 // store, flash attention over the visible rounds' cache spans (split-K for decode), output projection, residual,
 // RMSNorm, SwiGLU FFN, residual; final RMSNorm and output projection on demand.
 //
 // Weights are uploaded once, in their GGUF encoding, into one device arena owned by the backend (norm vectors as
-// float32). Each context owns an fp16 KV cache of `capacity` slots per layer: a round's tokens live in slots taken
-// from a free list (lowest first, so a round is usually one contiguous span), and the attention kernel reads the
-// visible rounds as a list of spans. KvRoundTable keeps the round bookkeeping, exactly as on the CPU. Under a Round
-// Attention placement (setPlacement) the cache holds layers [0, L_w) only; layers [L_w, L) live in host memory and a
-// device pool with its own slots (cuda/upper_kv.h).
+// float32). Each context owns a KV cache of `capacity` slots per layer (fp16, or float32 for F32 models: see
+// CudaBackend::kvType()): a round's tokens live in slots taken from a free list (lowest first, so a round is usually
+// one contiguous span), and the attention kernel reads the visible rounds as a list of spans. KvRoundTable keeps
+// the round bookkeeping, exactly as on the CPU. Under a Round Attention placement (setPlacement) the cache holds
+// layers [0, L_w) only; layers [L_w, L) live in host memory and a device pool with its own slots (cuda/upper_kv.h).
+// Inter-layer KV sharing (kv_sharing.h): a layer that does not lead its group attends in three passes merged by
+// log-sum-exp (sharedAttention), as the CPU reference does; the cache still holds every key of every layer.
 // Ownership/threading: see backend.h. The backend owns the stream, the cuBLAS handle and the weights; contexts
 // borrow the backend. All CUDA calls happen on the one inference thread.
 #include <algorithm>
+#include <array>
 #include <cmath>
-#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "backend.h"
 #include "cuda/upper_kv.h"
+#include "inference/kv_sharing.h"
+#include "inference/round_policy.h"
 #include "kernels/attention.h"
+#include "kernels/attention_merge.h"
 #include "kernels/cuda_raii.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
+#include "kernels/kv_type.h"
 #include "kernels/quant_ref.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -127,6 +134,9 @@ public:
     const DeviceWeight& output() const { return m_output; }
     const float* outputNorm() const { return m_outputNorm; }
     size_t maxDequantElems() const { return m_maxDequantElems; }
+    // KV-cache element type of the contexts: F32 when every weight matrix is F32 (small reference models, whose
+    // logits fp16 K/V would move by ~1e-2 while the cache is tiny anyway), else F16.
+    kernels::KvType kvType() const { return m_kvType; }
 
 private:
     const ModelConfig& m_config;  // borrowed from Model
@@ -140,6 +150,7 @@ private:
     DeviceWeight m_output;
     const float* m_outputNorm = nullptr;
     size_t m_maxDequantElems = 0;  // largest quantised matrix: the fp16 scratch a prefill GEMM needs
+    kernels::KvType m_kvType = kernels::KvType::F16;
 };
 
 Status CudaBackend::upload(const ModelWeights& w) {
@@ -216,6 +227,8 @@ Status CudaBackend::upload(const ModelWeights& w) {
         out = DeviceWeight{v.type, *p, static_cast<int>(v.rows), static_cast<int>(v.cols)};
         if (v.type != GgmlType::F16 && v.type != GgmlType::F32)
             m_maxDequantElems = std::max(m_maxDequantElems, static_cast<size_t>(v.rows * v.cols));
+        if (v.type != GgmlType::F32)
+            m_kvType = kernels::KvType::F16;
         return {};
     };
     auto vec = [&](const WeightView& v, const float*& out) -> Status {
@@ -225,6 +238,7 @@ Status CudaBackend::upload(const ModelWeights& w) {
         out = reinterpret_cast<const float*>(*p);
         return {};
     };
+    m_kvType = kernels::KvType::F32;  // until matrix() meets a weight that is not F32
     RC_TRY(matrix(w.tokenEmbedding, m_embedding));
     RC_TRY(matrix(w.output, m_output));
     RC_TRY(vec(w.outputNorm, m_outputNorm));
@@ -254,7 +268,9 @@ public:
           m_c(backend.config()),
           m_table(capacity),
           m_capacity(capacity),
-          m_upper(backend.config().nLayers, backend.config().kvDim(), capacity, backend.stream()) {}
+          m_kvType(backend.kvType()),
+          m_upper(backend.config().nLayers, backend.config().kvDim(), kernels::kvTypeBytes(m_kvType), capacity,
+                  backend.stream()) {}
 
     Status allocate();
 
@@ -283,14 +299,15 @@ public:
         return {};
     }
     uint64_t kvBytes(int firstLayer, int lastLayer) const override {
-        return static_cast<uint64_t>(m_table.tokenCount()) * m_c.kvDim() * 2 * sizeof(uint16_t) *
+        return static_cast<uint64_t>(m_table.tokenCount()) * m_c.kvDim() * 2 * kvElementBytes() *
                static_cast<uint64_t>(std::max(0, lastLayer - firstLayer));
     }
     Result<RoundKvSnapshot> exportRound(int round, int firstLayer, int layerCount) const override;
-    Status importRound(const RoundKvSnapshot& snapshot, int firstPosition) override;
+    Status importRound(RoundKvSnapshot snapshot, int firstPosition) override;
     Status setPlacement(int watershed, uint64_t vramBudgetBytes) override;
     KvPlacementStats placementStats() const override {
-        return KvPlacementStats{m_upper.placement().deviceBytes(m_table), m_upper.bytesCopied(), m_upper.copyMs()};
+        return KvPlacementStats{m_upper.placement().deviceBytes(m_table), m_upper.bytesCopied(), m_upper.copyMs(),
+                                m_upper.poolBytes()};
     }
 
     Status begin(const ForwardBatch& batch) override;
@@ -300,28 +317,32 @@ public:
 
 private:
     // Runs of consecutive slots: the spans the attention kernel reads.
-    static void appendSpans(const std::vector<int32_t>& slots, std::vector<kernels::KvSpan>& out);
+    static void appendSpans(std::span<const int32_t> slots, std::vector<kernels::KvSpan>& out);
     // Frees the slots of rounds that left the table and of tokens dropped from a round's tail.
     void releaseDeadSlots();
     // Lowest n free slots, ascending (m_free is kept sorted descending).
     std::vector<int32_t> lowestFree(int n) const { return {m_free.rbegin(), m_free.rbegin() + n}; }
     // Layers below the watershed live in the context's cache (slots of m_slots), the others in m_upper's pool.
-    uint16_t* layerKeys(int layer) const {
+    // Bytes of one cached K (or V) element, kernels::kvTypeBytes(m_kvType): the unit of every KV copy and size.
+    size_t kvElementBytes() const { return kernels::kvTypeBytes(m_kvType); }
+    size_t kvRowBytes() const { return static_cast<size_t>(m_c.kvDim()) * kvElementBytes(); }  // one token, layer
+    uint8_t* layerKeys(int layer) const {
         return layer >= m_upper.watershed() ? m_upper.keys(layer)
-                                            : m_k.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim();
+                                            : m_k.data() + static_cast<size_t>(layer) * m_capacity * kvRowBytes();
     }
-    uint16_t* layerValues(int layer) const {
+    uint8_t* layerValues(int layer) const {
         return layer >= m_upper.watershed() ? m_upper.values(layer)
-                                            : m_v.data() + static_cast<size_t>(layer) * m_capacity * m_c.kvDim();
+                                            : m_v.data() + static_cast<size_t>(layer) * m_capacity * kvRowBytes();
     }
     const int32_t* layerPositions(int layer) const {
         return layer >= m_upper.watershed() ? m_upper.positions() : m_kvPos.data();
     }
-    // fp16 K/V of a round for layers [first, first + count): (layer, K then V, tokenCount, kvDim); synchronises.
-    Status readRound(int round, int first, int count, std::vector<uint16_t>& out) const;
+    // K/V of a round for layers [first, first + count) as bytes of m_kvType elements: (layer, K then V, tokenCount,
+    // kvDim), the snapshot layout; synchronises.
+    Status readRound(int round, int first, int count, std::vector<uint8_t>& out) const;
     // Writes every layer of `image` (readRound's layout, tokens = slots.size()) for round id: the lower layers to
-    // the cache slots, the upper layers to the host.
-    Status writeRound(uint64_t id, const std::vector<int32_t>& slots, const std::vector<uint16_t>& image);
+    // the cache slots; the upper layers stay in `image`, which becomes the round's host copy (no copy of them).
+    Status writeRound(uint64_t id, const std::vector<int32_t>& slots, std::vector<uint8_t> image);
     Status uploadPositions(const std::vector<int32_t>& slots, int firstPosition);
     Status project(const DeviceWeight& w, const float* in, float* out, int n);
     int decodeSplits() const;
@@ -329,6 +350,21 @@ private:
     Status runRange(int first, int last);
     Status runLayer(int layer);
     Status attention(int layer);
+    // Inter-layer KV sharing (kv_sharing.h). prepareSharing: after the visible rounds' slots (roundSlots, parallel
+    // to m_visible, the batch's pending slots included) are known, uploads their sink / other span lists and, for an
+    // upper-layer call, notes the lower-cache slots of the same tokens (m_leaderRuns).
+    Status prepareSharing(bool upper, const std::vector<std::vector<int32_t>>& roundSlots);
+    // The group leader's keys at `layer`'s cache slots: the leader's own cache when both lie on the same side of the
+    // watershed, else gathered from the lower cache into m_kLeader at the pool slots (m_leaderRuns).
+    Result<const void*> distantKeys(int layer);
+    // A layer that does not lead its group: the sinks and the window with the layer's own keys, the distant keys with
+    // leaderKeys; three kernels::attention calls over lag bands, merged into a.out/a.lse (a.lse must be set) by their
+    // log-sum-exp. `a` holds the layer's usual arguments; sinks and rest select the keys (prepareSharing's lists).
+    struct SpanList {
+        const kernels::KvSpan* spans = nullptr;  // device
+        const int32_t* count = nullptr;          // device
+    };
+    Status sharedAttention(kernels::AttentionArgs a, const void* leaderKeys, SpanList sinks, SpanList rest);
 
     const CudaBackend& m_b;
     const ModelConfig& m_c;
@@ -336,8 +372,9 @@ private:
     int m_capacity = 0;
     std::map<uint64_t, std::vector<int32_t>> m_slots;  // round id -> cache slot of each committed token
     std::vector<int32_t> m_free;                       // free slots, descending
-    mutable DeviceBuffer<uint16_t> m_k;                // (nLayers, capacity, kvDim) fp16
-    mutable DeviceBuffer<uint16_t> m_v;
+    const kernels::KvType m_kvType;                    // element type of m_k, m_v, m_kShift and m_upper
+    mutable DeviceBuffer<uint8_t> m_k;                 // (nLayers, capacity, kvDim) elements of m_kvType
+    mutable DeviceBuffer<uint8_t> m_v;
     DeviceBuffer<int32_t> m_kvPos;                     // (capacity) absolute position of each slot
     // Layers [watershed, nLayers) under a Round Attention placement; m_k/m_v then hold (watershed, capacity, kvDim).
     UpperKv m_upper;
@@ -346,6 +383,7 @@ private:
     int m_n = 0;
     bool m_allLogits = false;
     bool m_recordScores = false;
+    const KvSharingPlan* m_sharing = nullptr;  // ForwardBatch::sharing, borrowed; null: full attention
     int m_nextLayer = -1;
     bool m_logitsReady = false;
     std::vector<int32_t> m_pending;    // slots reserved for the batch's tokens
@@ -361,12 +399,24 @@ private:
     DeviceBuffer<kernels::KvSpan> m_dSpans;
     DeviceBuffer<int32_t> m_dSpanCounts;  // [0]: all visible spans; [1 + v]: visible round v's spans
     // A view with position deltas (backend.h, Positions): m_dShift holds (slots, from, to) of the m_shiftCount
-    // visible keys, m_kShift (capacity, kvDim) fp16 receives them re-rotated for each layer's attention.
+    // visible keys, m_kShift (capacity, kvDim) of m_kvType receives them re-rotated for each layer's attention.
     int m_shiftCount = 0;
     DeviceBuffer<int32_t> m_dShift;
-    DeviceBuffer<uint16_t> m_kShift;
+    DeviceBuffer<uint8_t> m_kShift;
     DeviceBuffer<float> m_x, m_xb, m_xb2, m_q, m_kNew, m_vNew, m_att, m_lse, m_hb, m_hb2, m_dLogits, m_workspace;
     DeviceBuffer<float> m_roundOut, m_roundLse;
+    // Sharing, for the current runLayers call: the visible keys as sink spans (positions < sinkTokens) of every
+    // visible round, then the other spans (window and distant keys) of every visible round. m_dShareCounts: [0] all
+    // sink spans, [1] all other spans, [2 + 2v] and [3 + 2v] visible round v's; m_sinkOffset / m_restOffset: per
+    // visible round, the index of its first sink / other span.
+    DeviceBuffer<kernels::KvSpan> m_dShareSpans;
+    DeviceBuffer<int32_t> m_dShareCounts;
+    std::vector<int> m_sinkOffset, m_restOffset;
+    // Upper-layer call under a split placement: runs {lower slot, pool slot, count} of the visible tokens.
+    std::vector<std::array<int32_t, 3>> m_leaderRuns;
+    DeviceBuffer<uint8_t> m_kLeader;             // (capacity, kvDim) of m_kvType: leader keys at pool slots
+    DeviceBuffer<float> m_leaderQ;               // (n, nHeads, headDim) the group leader's queries after RoPE
+    DeviceBuffer<float> m_shareOut, m_shareLse;  // one partial attention: (n, nHeads, headDim), (n, nHeads)
     DeviceBuffer<uint16_t> m_wScratch, m_aScratch;
     int m_maxSplits = 1;
 
@@ -389,9 +439,9 @@ Result<std::unique_ptr<BackendContext>> CudaBackend::createContext(int contextLe
 }
 
 Status CudaContext::allocate() {
-    const size_t cacheElems = static_cast<size_t>(m_c.nLayers) * m_capacity * m_c.kvDim();
-    RC_TRY(ensure(m_k, cacheElems, "KV cache"));
-    RC_TRY(ensure(m_v, cacheElems, "KV cache"));
+    const size_t cacheBytes = static_cast<size_t>(m_c.nLayers) * m_capacity * kvRowBytes();
+    RC_TRY(ensure(m_k, cacheBytes, "KV cache"));
+    RC_TRY(ensure(m_v, cacheBytes, "KV cache"));
     RC_TRY(ensure(m_kvPos, static_cast<size_t>(m_capacity), "KV cache"));
     RC_TRY(m_upper.init());
     m_upper.configure(m_c.nLayers, 0);
@@ -405,7 +455,7 @@ Status CudaContext::allocate() {
     return {};
 }
 
-void CudaContext::appendSpans(const std::vector<int32_t>& slots, std::vector<kernels::KvSpan>& out) {
+void CudaContext::appendSpans(std::span<const int32_t> slots, std::vector<kernels::KvSpan>& out) {
     for (size_t i = 0; i < slots.size();) {
         size_t j = i + 1;
         while (j < slots.size() && slots[j] == slots[j - 1] + 1)
@@ -457,8 +507,11 @@ Status CudaContext::begin(const ForwardBatch& batch) {
     m_logitsReady = false;
     const int n = static_cast<int>(batch.tokens.size());
     RC_TRY(validateBatch(batch, m_c.nVocab));
-    if (batch.sharing)  // kv_sharing.h: the CPU backend only, for now (kernels::attentionMerge is its GPU part)
-        return makeError(ErrorCode::Unsupported, "inter-layer KV sharing runs on the CPU backend only");
+    if (batch.sharing && batch.sharing->nLayers() != m_c.nLayers)
+        return makeError(ErrorCode::InvalidArgument, "KV sharing plan made for another layer count");
+    if (batch.sharing && batch.sharing->recordQueries > 0)  // calibration (calibration.h) runs on the CPU backend
+        return makeError(ErrorCode::Unsupported, "distant attention for KV sharing calibration is recorded by the "
+                                                 "CPU backend only");
     RC_TRY(m_table.checkAppend(n));
     if (static_cast<int>(m_free.size()) < n)
         return makeError(ErrorCode::ContextFull, "no free KV slots for " + std::to_string(n) + " tokens");
@@ -487,6 +540,11 @@ Status CudaContext::begin(const ForwardBatch& batch) {
         RC_TRY(ensure(m_roundOut, nn * m_c.qDim(), "round scores"));
         RC_TRY(ensure(m_roundLse, static_cast<size_t>(m_table.roundCount()) * nn * m_c.nHeads, "round scores"));
     }
+    if (batch.sharing) {
+        RC_TRY(ensure(m_leaderQ, nn * m_c.qDim(), "KV sharing", &m_generation));
+        RC_TRY(ensure(m_shareOut, nn * m_c.qDim(), "KV sharing", &m_generation));
+        RC_TRY(ensure(m_shareLse, nn * m_c.nHeads, "KV sharing", &m_generation));
+    }
 
     if (m_upper.split())
         RC_TRY(m_upper.reserve(n, m_table.nextPosition(), &m_generation));
@@ -504,6 +562,7 @@ Status CudaContext::begin(const ForwardBatch& batch) {
     m_n = n;
     m_allLogits = batch.allLogits;
     m_recordScores = batch.recordRoundScores;
+    m_sharing = batch.sharing;
     m_scores.assign(static_cast<size_t>(m_c.nLayers), {});
     m_logits.clear();
     m_nextLayer = 0;
@@ -528,6 +587,8 @@ Status CudaContext::runLayers(int first, int last, const KvView& view) {
     Result<ResolvedView> resolved = resolveView(view, m_table);
     if (!resolved)
         return resolved.error();
+    if (resolved->shifted && m_sharing)  // as on the CPU backend
+        return makeError(ErrorCode::Unsupported, "KvView position deltas together with KV sharing");
     m_visible = std::move(resolved->rounds);
     if (upper) {
         // The visible rounds' upper layers come to the pool (copies in flight); the batch writes its upper slots.
@@ -539,6 +600,7 @@ Status CudaContext::runLayers(int first, int last, const KvView& view) {
     std::vector<kernels::KvSpan> spans;
     std::vector<int32_t> counts(1 + m_visible.size());
     std::vector<int32_t> shiftSlots, shiftFrom, shiftTo;  // moved views: every visible slot, see attention()
+    std::vector<std::vector<int32_t>> roundSlots;         // sharing: every visible round's slots
     m_spanOffset.clear();
     m_totalKeys = 0;
     for (size_t v = 0; v < m_visible.size(); ++v) {
@@ -551,6 +613,8 @@ Status CudaContext::runLayers(int first, int last, const KvView& view) {
         appendSpans(slots, spans);
         counts[1 + v] = static_cast<int32_t>(spans.size()) - m_spanOffset.back();
         m_totalKeys += static_cast<int>(slots.size());
+        if (m_sharing)
+            roundSlots.push_back(slots);
         for (size_t j = 0; j < slots.size() && resolved->shifted; ++j) {
             shiftSlots.push_back(slots[j]);
             shiftFrom.push_back(m_table.round(r).firstPosition + static_cast<int32_t>(j));
@@ -564,12 +628,14 @@ Status CudaContext::runLayers(int first, int last, const KvView& view) {
     RC_TRY(m_dSpanCounts.upload(counts.data(), counts.size(), m_b.stream()));
     m_shiftCount = static_cast<int>(shiftSlots.size());
     if (m_shiftCount > 0) {
-        RC_TRY(ensure(m_kShift, static_cast<size_t>(m_capacity) * m_c.kvDim(), "shifted keys"));
+        RC_TRY(ensure(m_kShift, static_cast<size_t>(m_capacity) * kvRowBytes(), "shifted keys"));
         RC_TRY(ensure(m_dShift, 3 * shiftSlots.size(), "shifted keys"));
         shiftSlots.insert(shiftSlots.end(), shiftFrom.begin(), shiftFrom.end());
         shiftSlots.insert(shiftSlots.end(), shiftTo.begin(), shiftTo.end());
         RC_TRY(m_dShift.upload(shiftSlots.data(), shiftSlots.size(), m_b.stream()));
     }
+    if (m_sharing)
+        RC_TRY(prepareSharing(upper, roundSlots));
 
     // Under a split placement only layer watershed - 1 records round scores (the one Round Attention reads): the
     // per-round attention passes and their synchronisation stay off every other layer.
@@ -611,8 +677,9 @@ int CudaContext::decodeSplits() const { return std::clamp(m_totalKeys / kKeysPer
 
 Status CudaContext::runRange(int first, int last) {
     const cudaStream_t s = m_b.stream();
-    // A moved view's shift list changes with every step: no graph for it.
-    if (m_n != 1 || m_recordScores || m_shiftCount > 0) {
+    // A moved view's shift list changes with every step: no graph for it. Nor for KV sharing (distantKeys copies
+    // between slots chosen on the host).
+    if (m_n != 1 || m_recordScores || m_shiftCount > 0 || m_sharing) {
         for (int layer = first; layer < last; ++layer)
             RC_TRY(runLayer(layer));
         return {};
@@ -691,6 +758,7 @@ Status CudaContext::runLayer(int layer) {
         r.q = m_q.data();
         r.kCache = layerKeys(layer);
         r.vCache = layerValues(layer);
+        r.kvType = m_kvType;
         r.positions = m_dPositions.data();
         r.slots = m_dPending.data();
         r.nTokens = n;
@@ -711,8 +779,8 @@ Status CudaContext::runLayer(int layer) {
     RC_TRY(project(w.wv, m_xb.data(), m_vNew.data(), n));
     RC_TRY(kernels::rope(s, m_q.data(), m_dPositions.data(), n, c.nHeads, c.headDim, c.ropeDim, c.ropeFreqBase));
     RC_TRY(kernels::rope(s, m_kNew.data(), m_dPositions.data(), n, c.nKvHeads, c.headDim, c.ropeDim, c.ropeFreqBase));
-    RC_TRY(kernels::kvStore(s, m_kNew.data(), m_vNew.data(), layerKeys(layer), layerValues(layer), m_dPending.data(),
-                            n, c.kvDim()));
+    RC_TRY(kernels::kvStore(s, m_kNew.data(), m_vNew.data(), layerKeys(layer), layerValues(layer), m_kvType,
+                            m_dPending.data(), n, c.kvDim()));
     RC_TRY(attention(layer));
     RC_TRY(project(w.wo, m_att.data(), m_xb2.data(), n));
     RC_TRY(kernels::addInPlace(s, m_x.data(), m_xb2.data(), static_cast<int64_t>(n) * c.dim));
@@ -731,11 +799,12 @@ Status CudaContext::attention(int layer) {
     a.q = m_q.data();
     a.qPos = m_dPositions.data();
     a.k = layerKeys(layer);
+    a.kvType = m_kvType;
     if (m_shiftCount > 0) {
         // Moved rounds (backend.h, Positions): every visible slot's key, re-rotated by its round's delta (0 for
         // unmoved rounds: a plain copy), into scratch rows of the same slots; the cache keeps its keys.
         const int32_t* list = m_dShift.data();
-        RC_TRY(kernels::ropeShift(m_b.stream(), a.k, m_kShift.data(), list, list + m_shiftCount,
+        RC_TRY(kernels::ropeShift(m_b.stream(), a.k, m_kShift.data(), m_kvType, list, list + m_shiftCount,
                                   list + 2 * m_shiftCount, m_shiftCount, c.nKvHeads, c.headDim, c.ropeDim,
                                   c.ropeFreqBase));
         a.k = m_kShift.data();
@@ -755,12 +824,33 @@ Status CudaContext::attention(int layer) {
         a.nSplits = decodeSplits();
         a.workspace = m_workspace.data();
     }
-    RC_TRY(kernels::attention(m_b.stream(), a));
+    // KV sharing: a group's leader keeps its queries for the SharedScores variant of the layers after it; the other
+    // layers attend through sharedAttention, over prepareSharing's span lists (all visible rounds, or one).
+    const void* leaderKeys = nullptr;
+    if (m_sharing && m_sharing->isLeader(layer) && m_sharing->variant == KvSharingVariant::SharedScores) {
+        RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(m_leaderQ.data(), m_q.data(),
+                                                   static_cast<size_t>(m_n) * c.qDim() * sizeof(float),
+                                                   cudaMemcpyDeviceToDevice, m_b.stream()),
+                                   "KV sharing leader queries"));
+    } else if (m_sharing && !m_sharing->isLeader(layer)) {
+        Result<const void*> k = distantKeys(layer);
+        if (!k)
+            return k.error();
+        leaderKeys = *k;
+    }
+    const kernels::KvSpan* shareSpans = m_dShareSpans.data();
+    const int32_t* shareCounts = m_dShareCounts.data();
+    if (leaderKeys) {  // the rest of the list starts after every sink span: at visible round 0's first other span
+        RC_TRY(sharedAttention(a, leaderKeys, {shareSpans, shareCounts},
+                               {shareSpans + m_restOffset.front(), shareCounts + 1}));
+    } else {
+        RC_TRY(kernels::attention(m_b.stream(), a));
+    }
     if (!m_recordScores)
         return {};
 
-    // Round scores: each visible round alone gives its log-sum-exp; its mass for query (i, h) is
-    // exp(lse_round - lse_all), as on the CPU.
+    // Round scores: each visible round alone gives its log-sum-exp; roundMassFromLse turns them into scores, as on
+    // the CPU.
     const size_t lseStride = static_cast<size_t>(m_n) * c.nHeads;
     for (size_t v = 0; v < m_visible.size(); ++v) {
         a.spans = m_dSpans.data() + m_spanOffset[v];
@@ -769,25 +859,110 @@ Status CudaContext::attention(int layer) {
         a.lse = m_roundLse.data() + v * lseStride;
         a.nSplits = 1;
         a.workspace = nullptr;
-        RC_TRY(kernels::attention(m_b.stream(), a));
+        if (leaderKeys) {
+            RC_TRY(sharedAttention(a, leaderKeys, {shareSpans + m_sinkOffset[v], shareCounts + 2 + 2 * v},
+                                   {shareSpans + m_restOffset[v], shareCounts + 3 + 2 * v}));
+        } else {
+            RC_TRY(kernels::attention(m_b.stream(), a));
+        }
     }
     std::vector<float> total(lseStride);
     std::vector<float> perRound(m_visible.size() * lseStride);
     RC_TRY(m_lse.download(total.data(), total.size(), m_b.stream()));
     RC_TRY(m_roundLse.download(perRound.data(), perRound.size(), m_b.stream()));
     RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "round scores"));
-    std::vector<float>& scores = m_scores[static_cast<size_t>(layer)];
-    scores.assign(static_cast<size_t>(m_table.roundCount()), 0.0f);
-    for (size_t v = 0; v < m_visible.size(); ++v) {
-        double mass = 0.0;
-        for (size_t i = 0; i < lseStride; ++i) {
-            const float l = perRound[v * lseStride + i];
-            if (l != -std::numeric_limits<float>::infinity())
-                mass += std::exp(static_cast<double>(l) - total[i]);
-        }
-        scores[static_cast<size_t>(m_visible[v])] = static_cast<float>(mass);
-    }
+    m_scores[static_cast<size_t>(layer)] =
+        roundMassFromLse(RoundLse{perRound, total, m_visible, m_n, c.nHeads, m_table.roundCount()});
     return {};
+}
+
+Status CudaContext::prepareSharing(bool upper, const std::vector<std::vector<int32_t>>& roundSlots) {
+    std::vector<kernels::KvSpan> sinks, rest;
+    std::vector<int32_t> counts(2 + 2 * roundSlots.size());
+    m_sinkOffset.clear();
+    m_restOffset.clear();
+    m_leaderRuns.clear();
+    const int lastRound = m_table.roundCount() - 1;
+    for (size_t v = 0; v < roundSlots.size(); ++v) {
+        const KvRound& round = m_table.round(m_visible[v]);
+        const std::span<const int32_t> slots(roundSlots[v]);
+        // Sinks: the round's tokens at positions < sinkTokens, a prefix (positions ascend by one within a round).
+        const size_t sinkEnd = static_cast<size_t>(
+            std::clamp(m_sharing->sinkTokens - round.firstPosition, 0, static_cast<int>(slots.size())));
+        m_sinkOffset.push_back(static_cast<int>(sinks.size()));
+        appendSpans(slots.first(sinkEnd), sinks);
+        counts[2 + 2 * v] = static_cast<int32_t>(sinks.size()) - m_sinkOffset.back();
+        m_restOffset.push_back(static_cast<int>(rest.size()));
+        appendSpans(slots.subspan(sinkEnd), rest);
+        counts[3 + 2 * v] = static_cast<int32_t>(rest.size()) - m_restOffset.back();
+        if (!upper)
+            continue;
+        // The same tokens in the lower cache, where a group that crosses the watershed has its leader's keys.
+        std::vector<int32_t> lower = m_slots[round.id];
+        if (m_visible[v] == lastRound)
+            lower.insert(lower.end(), m_pending.begin(), m_pending.end());
+        if (lower.size() != slots.size())
+            return makeError(ErrorCode::InvalidArgument, "KV sharing: a round's lower and upper slots differ");
+        for (size_t j = 0; j < slots.size(); ++j) {
+            std::array<int32_t, 3>* run = m_leaderRuns.empty() ? nullptr : &m_leaderRuns.back();
+            if (run && lower[j] == (*run)[0] + (*run)[2] && slots[j] == (*run)[1] + (*run)[2])
+                ++(*run)[2];
+            else
+                m_leaderRuns.push_back({lower[j], slots[j], 1});
+        }
+    }
+    for (int& offset : m_restOffset)
+        offset += static_cast<int>(sinks.size());
+    counts[0] = static_cast<int32_t>(sinks.size());
+    counts[1] = static_cast<int32_t>(rest.size());
+    sinks.insert(sinks.end(), rest.begin(), rest.end());
+    RC_TRY(ensure(m_dShareSpans, sinks.size(), "KV spans", &m_generation));
+    RC_TRY(ensure(m_dShareCounts, counts.size(), "KV spans", &m_generation));
+    RC_TRY(m_dShareSpans.upload(sinks.data(), sinks.size(), m_b.stream()));
+    return m_dShareCounts.upload(counts.data(), counts.size(), m_b.stream());
+}
+
+Result<const void*> CudaContext::distantKeys(int layer) {
+    const int leader = m_sharing->leader[static_cast<size_t>(layer)];
+    const int watershed = m_upper.watershed();
+    if ((leader < watershed) == (layer < watershed))
+        return static_cast<const void*>(layerKeys(leader));
+    RC_TRY(ensure(m_kLeader, static_cast<size_t>(m_capacity) * kvRowBytes(), "KV sharing", &m_generation));
+    const size_t row = kvRowBytes();
+    const uint8_t* src = layerKeys(leader);
+    for (const auto& [from, to, count] : m_leaderRuns)
+        RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(m_kLeader.data() + to * row, src + from * row, count * row,
+                                                   cudaMemcpyDeviceToDevice, m_b.stream()),
+                                   "KV sharing leader keys"));
+    return static_cast<const void*>(m_kLeader.data());
+}
+
+Status CudaContext::sharedAttention(kernels::AttentionArgs a, const void* leaderKeys, SpanList sinks,
+                                    SpanList rest) {
+    const cudaStream_t s = m_b.stream();
+    const int rows = m_n * m_c.nHeads;
+    // Sinks (positions < sinkTokens): own keys, causal.
+    a.spans = sinks.spans;
+    a.nSpans = sinks.count;
+    RC_TRY(kernels::attention(s, a));
+    // The window (lags 0 .. windowTokens - 1): own keys.
+    kernels::AttentionArgs part = a;
+    part.spans = rest.spans;
+    part.nSpans = rest.count;
+    part.out = m_shareOut.data();
+    part.lse = m_shareLse.data();
+    part.maxLag = m_sharing->windowTokens - 1;
+    RC_TRY(kernels::attention(s, part));
+    RC_TRY(kernels::attentionMerge(s, a.out, a.lse, part.out, part.lse, rows, m_c.headDim));
+    // Distant keys (lags >= windowTokens): the leader's keys and this layer's values, scored by the leader's queries
+    // (SharedScores) or this layer's (SharedKeys).
+    part.k = leaderKeys;
+    if (m_sharing->variant == KvSharingVariant::SharedScores)
+        part.q = m_leaderQ.data();
+    part.minLag = m_sharing->windowTokens;
+    part.maxLag = std::numeric_limits<int>::max();
+    RC_TRY(kernels::attention(s, part));
+    return kernels::attentionMerge(s, a.out, a.lse, part.out, part.lse, rows, m_c.headDim);
 }
 
 Result<std::span<const float>> CudaContext::logits() {
@@ -812,23 +987,23 @@ Result<std::vector<float>> CudaContext::roundScores(int layer) const {
     return m_scores[static_cast<size_t>(layer)];
 }
 
-Status CudaContext::readRound(int round, int first, int count, std::vector<uint16_t>& out) const {
+Status CudaContext::readRound(int round, int first, int count, std::vector<uint8_t>& out) const {
     const KvRound& r = m_table.round(round);
     const auto found = m_slots.find(r.id);
     const std::vector<int32_t> slots = found == m_slots.end() ? std::vector<int32_t>{} : found->second;
-    const size_t block = slots.size() * static_cast<size_t>(m_c.kvDim());  // one layer's K (or V)
+    const size_t rowBytes = kvRowBytes();
+    const size_t block = slots.size() * rowBytes;  // one layer's K (or V)
     out.resize(2 * block * static_cast<size_t>(count));
     std::vector<kernels::KvSpan> runs;
     appendSpans(slots, runs);
-    const size_t rowElems = static_cast<size_t>(m_c.kvDim());
     const int lowerEnd = std::min(first + count, m_upper.watershed());
-    uint16_t* dst = out.data();
+    uint8_t* dst = out.data();
     for (int l = first; l < lowerEnd; ++l) {
-        for (const uint16_t* cache : {layerKeys(l), layerValues(l)}) {
+        for (const uint8_t* cache : {layerKeys(l), layerValues(l)}) {
             size_t row = 0;
             for (const kernels::KvSpan& s : runs) {
-                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(dst + row * rowElems, cache + s.start * rowElems,
-                                                           s.count * rowElems * sizeof(uint16_t),
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(dst + row * rowBytes, cache + s.start * rowBytes,
+                                                           s.count * rowBytes,
                                                            cudaMemcpyDeviceToHost, m_b.stream()),
                                            "KV export"));
                 row += static_cast<size_t>(s.count);
@@ -843,18 +1018,18 @@ Status CudaContext::readRound(int round, int first, int count, std::vector<uint1
     return {};
 }
 
-Status CudaContext::writeRound(uint64_t id, const std::vector<int32_t>& slots, const std::vector<uint16_t>& image) {
-    const size_t block = slots.size() * static_cast<size_t>(m_c.kvDim());
+Status CudaContext::writeRound(uint64_t id, const std::vector<int32_t>& slots, std::vector<uint8_t> image) {
+    const size_t rowBytes = kvRowBytes();
+    const size_t block = slots.size() * rowBytes;
     std::vector<kernels::KvSpan> runs;
     appendSpans(slots, runs);
-    const size_t rowElems = static_cast<size_t>(m_c.kvDim());
-    const uint16_t* src = image.data();
+    const uint8_t* src = image.data();
     for (int l = 0; l < m_upper.watershed(); ++l) {
-        for (uint16_t* cache : {layerKeys(l), layerValues(l)}) {
+        for (uint8_t* cache : {layerKeys(l), layerValues(l)}) {
             size_t row = 0;
             for (const kernels::KvSpan& s : runs) {
-                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(cache + s.start * rowElems, src + row * rowElems,
-                                                           s.count * rowElems * sizeof(uint16_t),
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(cache + s.start * rowBytes, src + row * rowBytes,
+                                                           s.count * rowBytes,
                                                            cudaMemcpyHostToDevice, m_b.stream()),
                                            "KV import"));
                 row += static_cast<size_t>(s.count);
@@ -863,55 +1038,37 @@ Status CudaContext::writeRound(uint64_t id, const std::vector<int32_t>& slots, c
         }
     }
     RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV import"));
-    return m_upper.split() ? m_upper.write(id, static_cast<int>(slots.size()), src) : Status{};
+    if (!m_upper.split())
+        return {};
+    const size_t upperOffset = static_cast<size_t>(src - image.data());
+    m_upper.adopt(id, static_cast<int>(slots.size()), std::move(image), upperOffset);
+    return {};
 }
 
 Result<RoundKvSnapshot> CudaContext::exportRound(int round, int firstLayer, int layerCount) const {
     if (round < 0 || round >= m_table.roundCount() || firstLayer < 0 || layerCount <= 0 ||
         firstLayer + layerCount > m_c.nLayers)
         return makeError(ErrorCode::InvalidArgument, "exportRound: round or layer range out of range");
-    std::vector<uint16_t> half;
-    RC_TRY(readRound(round, firstLayer, layerCount, half));
     RoundKvSnapshot snap;
     snap.round = round;
     snap.firstLayer = firstLayer;
     snap.layerCount = layerCount;
     snap.tokenCount = m_table.round(round).tokenCount;
-    snap.dtype = "f32";
-    snap.bytes.resize(half.size() * sizeof(float));
-    uint8_t* dst = snap.bytes.data();
-    for (uint16_t h : half) {
-        const float f = kernels::fp16ToFloat(h);
-        std::memcpy(dst, &f, sizeof f);
-        dst += sizeof f;
-    }
+    snap.dtype = kernels::kvTypeName(m_kvType);
+    RC_TRY(readRound(round, firstLayer, layerCount, snap.bytes));
     return snap;
 }
 
-Status CudaContext::importRound(const RoundKvSnapshot& snapshot, int firstPosition) {
-    // f32 is the snapshot format of every backend; f16 (the device's own encoding) is taken as is.
+Status CudaContext::importRound(RoundKvSnapshot snapshot, int firstPosition) {
     const KvLayout layout{m_c.nLayers, m_c.nKvHeads, m_c.headDim};
     const int tokens = snapshot.tokenCount;
-    const bool f16 = snapshot.dtype == "f16";
-    const uint64_t f32Bytes = snapshotBytes(layout, m_c.nLayers, tokens);
-    if ((!f16 && snapshot.dtype != "f32") || snapshot.firstLayer != 0 || snapshot.layerCount != m_c.nLayers ||
-        tokens < 0 || snapshot.bytes.size() != (f16 ? f32Bytes / 2 : f32Bytes))
-        return makeError(ErrorCode::Mismatch,
-                         "KV snapshot does not match this model's layout (f32 or f16, every layer)");
+    if (snapshot.firstLayer != 0 || snapshot.layerCount != m_c.nLayers || tokens < 0 ||
+        (snapshot.dtype == "f32" && snapshot.bytes.size() != snapshotBytes(layout, m_c.nLayers, tokens)) ||
+        (snapshot.dtype == "f16" && snapshot.bytes.size() != snapshotBytes(layout, m_c.nLayers, tokens) / 2))
+        return makeError(ErrorCode::Mismatch, "KV snapshot does not match this model's layout (every layer)");
     if (static_cast<int>(m_free.size()) < tokens || m_table.tokenCount() + tokens > m_table.capacity())
         return makeError(ErrorCode::ContextFull, "the restored round does not fit the context");
-    std::vector<uint16_t> half(snapshot.bytes.size() / (f16 ? sizeof(uint16_t) : sizeof(float)));
-    if (f16) {
-        std::memcpy(half.data(), snapshot.bytes.data(), snapshot.bytes.size());
-    } else {
-        const uint8_t* src = snapshot.bytes.data();
-        for (uint16_t& h : half) {
-            float f;
-            std::memcpy(&f, src, sizeof f);
-            src += sizeof f;
-            h = kernels::floatToFp16(f);
-        }
-    }
+    RC_TRY(convertSnapshot(snapshot, kernels::kvTypeName(m_kvType)));  // the cache's own type goes in as is
     // The round that stops being the last one keeps its upper layers on the host from now on.
     if (m_upper.split() && m_table.roundCount() > 0)
         RC_TRY(m_upper.flush(m_table, m_table.roundCount() - 1));
@@ -922,7 +1079,7 @@ Status CudaContext::importRound(const RoundKvSnapshot& snapshot, int firstPositi
     }
     const uint64_t id = m_table.round(m_table.roundCount() - 1).id;
     const std::vector<int32_t> slots = lowestFree(tokens);
-    if (Status st = writeRound(id, slots, half); !st) {
+    if (Status st = writeRound(id, slots, std::move(snapshot.bytes)); !st) {
         (void)m_table.keepRounds(m_table.roundCount() - 1);
         releaseDeadSlots();
         return st;
@@ -943,14 +1100,14 @@ Status CudaContext::setPlacement(int watershed, uint64_t vramBudgetBytes) {
     if (m_nextLayer >= 0)
         return makeError(ErrorCode::InvalidArgument, "setPlacement while a batch is begun");
     // Every round's KV goes through the host: read in the old placement, written back in the new one.
-    std::vector<std::vector<uint16_t>> images(static_cast<size_t>(m_table.roundCount()));
+    std::vector<std::vector<uint8_t>> images(static_cast<size_t>(m_table.roundCount()));
     for (int r = 0; r < m_table.roundCount(); ++r)
         RC_TRY(readRound(r, 0, m_c.nLayers, images[static_cast<size_t>(r)]));
-    const size_t lowerElems = static_cast<size_t>(w) * m_capacity * m_c.kvDim();
-    auto k = DeviceBuffer<uint16_t>::create(lowerElems);
+    const size_t lowerBytes = static_cast<size_t>(w) * m_capacity * kvRowBytes();
+    auto k = DeviceBuffer<uint8_t>::create(lowerBytes);
     if (!k)
         return k.error();
-    auto v = DeviceBuffer<uint16_t>::create(lowerElems);
+    auto v = DeviceBuffer<uint8_t>::create(lowerBytes);
     if (!v)
         return v.error();
     m_k = std::move(*k);
@@ -959,7 +1116,7 @@ Status CudaContext::setPlacement(int watershed, uint64_t vramBudgetBytes) {
     ++m_generation;  // captured graphs hold the old cache pointers
     for (int r = 0; r < m_table.roundCount(); ++r) {
         const uint64_t id = m_table.round(r).id;
-        RC_TRY(writeRound(id, m_slots[id], images[static_cast<size_t>(r)]));
+        RC_TRY(writeRound(id, m_slots[id], std::move(images[static_cast<size_t>(r)])));
     }
     return {};
 }

@@ -33,12 +33,12 @@ constexpr int kMinPoolSlots = 256;
 
 }  // namespace
 
-UpperKv::UpperKv(int nLayers, int kvDim, int capacity, cudaStream_t compute)
+UpperKv::UpperKv(int nLayers, int kvDim, size_t elementBytes, int capacity, cudaStream_t compute)
     : m_nLayers(nLayers),
-      m_kvDim(kvDim),
+      m_rowBytes(static_cast<size_t>(kvDim) * elementBytes),
       m_capacity(capacity),
       m_compute(compute),
-      m_placement(nLayers, 2ull * static_cast<uint64_t>(kvDim) * sizeof(uint16_t)) {}
+      m_placement(nLayers, 2ull * m_rowBytes) {}
 
 Status UpperKv::init() {
     Result<kernels::Stream> s = kernels::Stream::create();
@@ -67,14 +67,14 @@ void UpperKv::configure(int watershed, uint64_t budgetBytes) {
     m_layerReady.resize(static_cast<size_t>(upperLayers()));
 }
 
-uint16_t* UpperKv::keys(int layer) const {
-    return const_cast<uint16_t*>(m_k.data()) +
-           static_cast<size_t>(layer - watershed()) * static_cast<size_t>(m_poolSlots) * rowElems();
+uint8_t* UpperKv::keys(int layer) const {
+    return const_cast<uint8_t*>(m_k.data()) +
+           static_cast<size_t>(layer - watershed()) * static_cast<size_t>(m_poolSlots) * rowBytes();
 }
 
-uint16_t* UpperKv::values(int layer) const {
-    return const_cast<uint16_t*>(m_v.data()) +
-           static_cast<size_t>(layer - watershed()) * static_cast<size_t>(m_poolSlots) * rowElems();
+uint8_t* UpperKv::values(int layer) const {
+    return const_cast<uint8_t*>(m_v.data()) +
+           static_cast<size_t>(layer - watershed()) * static_cast<size_t>(m_poolSlots) * rowBytes();
 }
 
 uint64_t UpperKv::poolBytes() const {
@@ -94,6 +94,38 @@ void UpperKv::give(const std::vector<int32_t>& slots, size_t from) {
     std::sort(m_free.begin(), m_free.end(), std::greater<>());
 }
 
+Result<UpperKv::Pool> UpperKv::allocatePool(int slots) const {
+    Pool p;
+    p.slots = slots;
+    auto k = kernels::DeviceBuffer<uint8_t>::create(static_cast<size_t>(slots) * rowBytes() *
+                                                    static_cast<size_t>(upperLayers()));
+    if (!k)
+        return k.error();
+    auto v = kernels::DeviceBuffer<uint8_t>::create(k->size());
+    if (!v)
+        return v.error();
+    auto pos = kernels::DeviceBuffer<int32_t>::create(static_cast<size_t>(slots));
+    if (!pos)
+        return pos.error();
+    p.k = std::move(*k);
+    p.v = std::move(*v);
+    p.pos = std::move(*pos);
+    // Recalled copies into the old pool must be done before anything is copied out of it.
+    RC_TRY(kernels::cudaStatus(cudaStreamWaitEvent(m_compute, m_copyEnd.get(), 0), "KV pool resize"));
+    return p;
+}
+
+Status UpperKv::usePool(Pool pool, uint64_t* generation) {
+    RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_compute), "KV pool resize"));  // the old pool's last reads
+    m_k = std::move(pool.k);
+    m_v = std::move(pool.v);
+    m_pos = std::move(pool.pos);
+    m_poolSlots = pool.slots;
+    if (generation)
+        ++*generation;
+    return {};
+}
+
 Status UpperKv::grow(int freeNeeded, uint64_t* generation) {
     const int have = static_cast<int>(m_free.size());
     if (have >= freeNeeded)
@@ -103,42 +135,67 @@ Status UpperKv::grow(int freeNeeded, uint64_t* generation) {
     if (slots - m_poolSlots + have < freeNeeded)
         return makeError(ErrorCode::ContextFull,
                          "the upper-layer KV pool cannot hold " + std::to_string(freeNeeded) + " more tokens");
-    const size_t layerElems = static_cast<size_t>(slots) * rowElems();
-    auto k = kernels::DeviceBuffer<uint16_t>::create(layerElems * static_cast<size_t>(upperLayers()));
-    if (!k)
-        return k.error();
-    auto v = kernels::DeviceBuffer<uint16_t>::create(k->size());
-    if (!v)
-        return v.error();
-    auto pos = kernels::DeviceBuffer<int32_t>::create(static_cast<size_t>(slots));
-    if (!pos)
-        return pos.error();
-    // Recalled copies into the old pool must be done before it is copied over.
-    RC_TRY(kernels::cudaStatus(cudaStreamWaitEvent(m_compute, m_copyEnd.get(), 0), "KV pool grow"));
-    const size_t oldElems = static_cast<size_t>(m_poolSlots) * rowElems();
+    Result<Pool> pool = allocatePool(slots);
+    if (!pool)
+        return pool.error();
+    // Slots keep their numbers: each layer's block of the old pool goes to the start of the new one's.
+    const size_t layerBytes = static_cast<size_t>(slots) * rowBytes();
+    const size_t oldBytes = static_cast<size_t>(m_poolSlots) * rowBytes();
     for (int l = 0; l < upperLayers() && m_poolSlots > 0; ++l) {
-        const size_t to = static_cast<size_t>(l) * layerElems, from = static_cast<size_t>(l) * oldElems;
-        RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(k->data() + to, m_k.data() + from, oldElems * sizeof(uint16_t),
+        const size_t to = static_cast<size_t>(l) * layerBytes, from = static_cast<size_t>(l) * oldBytes;
+        RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(pool->k.data() + to, m_k.data() + from, oldBytes,
                                                    cudaMemcpyDeviceToDevice, m_compute),
                                    "KV pool grow"));
-        RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(v->data() + to, m_v.data() + from, oldElems * sizeof(uint16_t),
+        RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(pool->v.data() + to, m_v.data() + from, oldBytes,
                                                    cudaMemcpyDeviceToDevice, m_compute),
                                    "KV pool grow"));
     }
     if (m_poolSlots > 0)
         RC_TRY(kernels::cudaStatus(
-            cudaMemcpyAsync(pos->data(), m_pos.data(), m_pos.bytes(), cudaMemcpyDeviceToDevice, m_compute),
+            cudaMemcpyAsync(pool->pos.data(), m_pos.data(), m_pos.bytes(), cudaMemcpyDeviceToDevice, m_compute),
             "KV pool grow"));
-    RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_compute), "KV pool grow"));
-    m_k = std::move(*k);
-    m_v = std::move(*v);
-    m_pos = std::move(*pos);
     for (int s = m_poolSlots; s < slots; ++s) m_free.push_back(s);
     std::sort(m_free.begin(), m_free.end(), std::greater<>());
-    m_poolSlots = slots;
-    if (generation)
-        ++*generation;
-    return {};
+    return usePool(std::move(*pool), generation);
+}
+
+Status UpperKv::shrink(int freeNeeded, uint64_t* generation) {
+    int live = 0;
+    for (const auto& [id, r] : m_rounds) live += static_cast<int>(r.slots.size());
+    const int needed = std::max(kMinPoolSlots, live + freeNeeded);
+    if (m_poolSlots <= 2 * needed || !m_pending.empty())
+        return {};
+    Result<Pool> pool = allocatePool(std::min(m_capacity, needed * 3 / 2));
+    if (!pool)
+        return {};  // keeping the bigger pool is always possible
+    // The resident rounds' slots are packed at the front of the new pool, in round-id order.
+    const size_t layerBytes = static_cast<size_t>(pool->slots) * rowBytes();
+    const size_t oldLayerBytes = static_cast<size_t>(m_poolSlots) * rowBytes();
+    int32_t next = 0;
+    for (auto& [id, r] : m_rounds) {
+        for (const Run& run : runsOf(r.slots, r.slots.size())) {
+            const size_t bytes = static_cast<size_t>(run.count) * rowBytes();
+            const int32_t to = next + static_cast<int32_t>(run.row);
+            for (int l = 0; l < upperLayers(); ++l) {
+                const size_t dst = static_cast<size_t>(l) * layerBytes + static_cast<size_t>(to) * rowBytes();
+                const size_t src = static_cast<size_t>(l) * oldLayerBytes + static_cast<size_t>(run.slot) * rowBytes();
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(pool->k.data() + dst, m_k.data() + src, bytes,
+                                                           cudaMemcpyDeviceToDevice, m_compute),
+                                           "KV pool shrink"));
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(pool->v.data() + dst, m_v.data() + src, bytes,
+                                                           cudaMemcpyDeviceToDevice, m_compute),
+                                           "KV pool shrink"));
+            }
+            RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(pool->pos.data() + to, m_pos.data() + run.slot,
+                                                       static_cast<size_t>(run.count) * sizeof(int32_t),
+                                                       cudaMemcpyDeviceToDevice, m_compute),
+                                       "KV pool shrink"));
+        }
+        for (int32_t& slot : r.slots) slot = next++;
+    }
+    m_free.clear();
+    for (int32_t s = pool->slots - 1; s >= next; --s) m_free.push_back(s);
+    return usePool(std::move(*pool), generation);
 }
 
 Status UpperKv::uploadPositions(const std::vector<int32_t>& slots, int firstPosition) {
@@ -157,6 +214,7 @@ Status UpperKv::uploadPositions(const std::vector<int32_t>& slots, int firstPosi
 Status UpperKv::reserve(int n, int firstPosition, uint64_t* generation) {
     // A batch begun but never finished leaves its slots behind.
     give(std::exchange(m_pending, {}), 0);
+    RC_TRY(shrink(n, generation));
     RC_TRY(grow(n, generation));
     m_pending = takeLowest(n);
     return uploadPositions(m_pending, firstPosition);
@@ -207,14 +265,14 @@ Status UpperKv::recall(const KvRoundTable& table, std::span<const int> rounds, u
         for (size_t i = 0; i < plan.copy.size(); ++i) {
             const Round& st = m_rounds[table.round(plan.copy[i]).id];
             for (int kv = 0; kv < 2; ++kv) {
-                uint16_t* pool = (kv == 0 ? m_k.data() : m_v.data()) +
-                                 static_cast<size_t>(l) * static_cast<size_t>(m_poolSlots) * rowElems();
-                const uint16_t* host = st.host.data() + static_cast<size_t>(2 * l + kv) *
-                                                            static_cast<size_t>(st.hostCapacity) * rowElems();
+                uint8_t* pool = (kv == 0 ? m_k.data() : m_v.data()) +
+                                static_cast<size_t>(l) * static_cast<size_t>(m_poolSlots) * rowBytes();
+                const uint8_t* host = st.hostData() + static_cast<size_t>(2 * l + kv) *
+                                                          static_cast<size_t>(st.hostCapacity) * rowBytes();
                 for (const Run& run : runs[i])
                     RC_TRY(kernels::cudaStatus(
-                        cudaMemcpyAsync(pool + static_cast<size_t>(run.slot) * rowElems(), host + run.row * rowElems(),
-                                        static_cast<size_t>(run.count) * rowElems() * sizeof(uint16_t),
+                        cudaMemcpyAsync(pool + static_cast<size_t>(run.slot) * rowBytes(), host + run.row * rowBytes(),
+                                        static_cast<size_t>(run.count) * rowBytes(),
                                         cudaMemcpyHostToDevice, cs),
                         "KV recall"));
             }
@@ -261,26 +319,28 @@ Status UpperKv::flush(const KvRoundTable& table, int round) {
         return {};
     if (static_cast<int>(st.slots.size()) < tokens)
         return makeError(ErrorCode::GpuError, "upper-layer KV of round " + std::to_string(round) + " is lost");
-    if (st.hostCapacity < tokens) {
-        // The old copy may still be read by a recall: the free below waits for the device.
-        auto host = kernels::PinnedBuffer<uint16_t>::create(static_cast<size_t>(2 * upperLayers()) *
-                                                            static_cast<size_t>(tokens) * rowElems());
+    if (st.hostCapacity < tokens || !st.adopted.empty()) {
+        // The old copy may still be read by a recall: the free below waits for the device. An adopted image is
+        // replaced rather than written to: it is pageable and sized for the restored tokens only.
+        auto host = kernels::PinnedBuffer<uint8_t>::create(static_cast<size_t>(2 * upperLayers()) *
+                                                           static_cast<size_t>(tokens) * rowBytes());
         if (!host)
             return host.error();
         st.host = std::move(*host);
+        st.adopted = {};
         st.hostCapacity = tokens;
     }
     const std::vector<Run> runs = runsOf(st.slots, static_cast<size_t>(tokens));
     for (int l = 0; l < upperLayers(); ++l) {
         for (int kv = 0; kv < 2; ++kv) {
-            const uint16_t* pool = (kv == 0 ? m_k.data() : m_v.data()) +
-                                   static_cast<size_t>(l) * static_cast<size_t>(m_poolSlots) * rowElems();
-            uint16_t* host =
-                st.host.data() + static_cast<size_t>(2 * l + kv) * static_cast<size_t>(st.hostCapacity) * rowElems();
+            const uint8_t* pool = (kv == 0 ? m_k.data() : m_v.data()) +
+                                  static_cast<size_t>(l) * static_cast<size_t>(m_poolSlots) * rowBytes();
+            uint8_t* host =
+                st.host.data() + static_cast<size_t>(2 * l + kv) * static_cast<size_t>(st.hostCapacity) * rowBytes();
             for (const Run& run : runs)
                 RC_TRY(kernels::cudaStatus(
-                    cudaMemcpyAsync(host + run.row * rowElems(), pool + static_cast<size_t>(run.slot) * rowElems(),
-                                    static_cast<size_t>(run.count) * rowElems() * sizeof(uint16_t),
+                    cudaMemcpyAsync(host + run.row * rowBytes(), pool + static_cast<size_t>(run.slot) * rowBytes(),
+                                    static_cast<size_t>(run.count) * rowBytes(),
                                     cudaMemcpyDeviceToHost, m_compute),
                     "KV flush"));
         }
@@ -308,10 +368,10 @@ void UpperKv::release(const KvRoundTable& table) {
     m_placement.prune(table);
 }
 
-Status UpperKv::read(const KvRound& round, int first, int count, uint16_t* out) const {
+Status UpperKv::read(const KvRound& round, int first, int count, uint8_t* out) const {
     const int tokens = round.tokenCount;
     const auto it = m_rounds.find(round.id);
-    const size_t block = static_cast<size_t>(tokens) * rowElems();
+    const size_t block = static_cast<size_t>(tokens) * rowBytes();
     if (tokens == 0)
         return {};
     if (it == m_rounds.end())
@@ -326,15 +386,15 @@ Status UpperKv::read(const KvRound& round, int first, int count, uint16_t* out) 
         const int u = l - watershed();
         for (int kv = 0; kv < 2; ++kv, out += block) {
             if (!onDevice) {
-                std::memcpy(out, st.host.data() + static_cast<size_t>(2 * u + kv) * st.hostCapacity * rowElems(),
-                            block * sizeof(uint16_t));
+                std::memcpy(out, st.hostData() + static_cast<size_t>(2 * u + kv) * st.hostCapacity * rowBytes(),
+                            block);
                 continue;
             }
-            const uint16_t* pool = (kv == 0 ? keys(l) : values(l));
+            const uint8_t* pool = (kv == 0 ? keys(l) : values(l));
             for (const Run& run : runs)
                 RC_TRY(kernels::cudaStatus(
-                    cudaMemcpyAsync(out + run.row * rowElems(), pool + static_cast<size_t>(run.slot) * rowElems(),
-                                    static_cast<size_t>(run.count) * rowElems() * sizeof(uint16_t),
+                    cudaMemcpyAsync(out + run.row * rowBytes(), pool + static_cast<size_t>(run.slot) * rowBytes(),
+                                    static_cast<size_t>(run.count) * rowBytes(),
                                     cudaMemcpyDeviceToHost, m_compute),
                     "KV read"));
         }
@@ -342,19 +402,14 @@ Status UpperKv::read(const KvRound& round, int first, int count, uint16_t* out) 
     return kernels::cudaStatus(cudaStreamSynchronize(m_compute), "KV read");
 }
 
-Status UpperKv::write(uint64_t id, int tokens, const uint16_t* in) {
+void UpperKv::adopt(uint64_t id, int tokens, std::vector<uint8_t> image, size_t offset) {
     Round& st = m_rounds[id];
     give(std::exchange(st.slots, {}), 0);
-    const size_t elems = static_cast<size_t>(2 * upperLayers()) * static_cast<size_t>(tokens) * rowElems();
-    auto host = kernels::PinnedBuffer<uint16_t>::create(elems);
-    if (!host)
-        return host.error();
-    if (elems > 0)
-        std::memcpy(host->data(), in, elems * sizeof(uint16_t));
-    st.host = std::move(*host);
+    st.host = {};
+    st.adopted = std::move(image);
+    st.adoptedOffset = offset;
     st.hostCapacity = tokens;
     st.hostTokens = tokens;
-    return {};
 }
 
 }  // namespace inference

@@ -1,4 +1,4 @@
-// CPU reference of masked GQA attention with log-sum-exp output, and of merging two partial attentions.
+// CPU reference of GQA attention masked by a lag band with log-sum-exp output, and of merging two partial attentions.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,8 +9,13 @@
 namespace kernels {
 
 void attentionRef(const float* q, const float* k, const float* v, float* out, float* lse, const int32_t* qPos,
-                  const int32_t* kvPos, int nQ, int nKv, int nHeads, int nKvHeads, int headDim, float scale) {
+                  const int32_t* kvPos, int nQ, int nKv, int nHeads, int nKvHeads, int headDim, float scale,
+                  int minLag, int maxLag) {
     const int group = nHeads / nKvHeads;  // query heads per kv head
+    auto hidden = [&](int i, int j) {
+        const int64_t lag = static_cast<int64_t>(qPos[i]) - kvPos[j];
+        return lag < minLag || lag > maxLag;
+    };
     const int64_t kvStride = static_cast<int64_t>(nKvHeads) * headDim;
     std::vector<float> scores(static_cast<size_t>(nKv));
     std::vector<double> acc(static_cast<size_t>(headDim));
@@ -21,7 +26,7 @@ void attentionRef(const float* q, const float* k, const float* v, float* out, fl
             float* outh = out + (static_cast<int64_t>(i) * nHeads + h) * headDim;
             float maxScore = -std::numeric_limits<float>::infinity();
             for (int j = 0; j < nKv; ++j) {
-                if (kvPos[j] > qPos[i])
+                if (hidden(i, j))
                     continue;
                 const float* kj = k + j * kvStride + kvOff;
                 float s = 0.0f;
@@ -38,7 +43,7 @@ void attentionRef(const float* q, const float* k, const float* v, float* out, fl
             double sum = 0.0;
             std::fill(acc.begin(), acc.end(), 0.0);
             for (int j = 0; j < nKv; ++j) {
-                if (kvPos[j] > qPos[i])
+                if (hidden(i, j))
                     continue;
                 const double p = std::exp(static_cast<double>(scores[j] - maxScore));
                 sum += p;

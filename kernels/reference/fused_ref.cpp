@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/reference.h"
@@ -61,9 +62,22 @@ void gemvRef(GgmlType type, const void* w, int rows, int cols, const float* x, c
     }
 }
 
-void ropeKvStoreRef(const float* qkv, float* q, uint16_t* kCache, uint16_t* vCache, const int32_t* positions,
-                    const int32_t* slots, int nTokens, int nHeads, int nKvHeads, int headDim, int ropeDim,
-                    float freqBase) {
+namespace {
+
+// A cache element from a float: fp16 bits (rounded to nearest even) or the float itself.
+template <typename KV>
+KV toKv(float x) {
+    if constexpr (std::is_same_v<KV, uint16_t>)
+        return floatToFp16(x);
+    else
+        return x;
+}
+
+}  // namespace
+
+template <typename KV>
+void ropeKvStoreRef(const float* qkv, float* q, KV* kCache, KV* vCache, const int32_t* positions, const int32_t* slots,
+                    int nTokens, int nHeads, int nKvHeads, int headDim, int ropeDim, float freqBase) {
     const int64_t qDim = static_cast<int64_t>(nHeads) * headDim;
     const int64_t kvDim = static_cast<int64_t>(nKvHeads) * headDim;
     std::vector<float> k(static_cast<size_t>(kvDim));
@@ -75,10 +89,15 @@ void ropeKvStoreRef(const float* qkv, float* q, uint16_t* kCache, uint16_t* vCac
         ropeRef(qt, positions + t, 1, nHeads, headDim, ropeDim, freqBase);
         ropeRef(k.data(), positions + t, 1, nKvHeads, headDim, ropeDim, freqBase);
         for (int64_t i = 0; i < kvDim; ++i) {
-            kCache[slots[t] * kvDim + i] = floatToFp16(k[static_cast<size_t>(i)]);
-            vCache[slots[t] * kvDim + i] = floatToFp16(row[qDim + kvDim + i]);
+            kCache[slots[t] * kvDim + i] = toKv<KV>(k[static_cast<size_t>(i)]);
+            vCache[slots[t] * kvDim + i] = toKv<KV>(row[qDim + kvDim + i]);
         }
     }
 }
+
+template void ropeKvStoreRef<uint16_t>(const float*, float*, uint16_t*, uint16_t*, const int32_t*, const int32_t*, int,
+                                       int, int, int, int, float);
+template void ropeKvStoreRef<float>(const float*, float*, float*, float*, const int32_t*, const int32_t*, int, int, int,
+                                    int, int, float);
 
 }  // namespace kernels

@@ -160,5 +160,27 @@ TEST(KvCache, SnapshotRoundTripAndLayout) {
     EXPECT_EQ(small.table().roundCount(), 1);
 }
 
+TEST(KvCache, SnapshotConvertsBetweenF32AndF16) {
+    KvCache cache(kLayout, 32);
+    ASSERT_TRUE(cache.beginRound().ok());
+    ASSERT_TRUE(appendTokens(cache, 3, 10.0f).ok());
+    Result<RoundKvSnapshot> f32 = cache.exportRound(0, 0, 3);
+    ASSERT_TRUE(f32.ok());
+    RoundKvSnapshot half = *f32;
+    ASSERT_TRUE(convertSnapshot(half, "f16").ok());
+    EXPECT_EQ(half.dtype, "f16");
+    ASSERT_EQ(half.bytes.size(), f32->bytes.size() / 2);
+    RoundKvSnapshot back = half;
+    ASSERT_TRUE(convertSnapshot(back, "f32").ok());
+    // The test values are integers of magnitude at most 2012, which fp16 holds exactly.
+    EXPECT_EQ(back.bytes, f32->bytes);
+    EXPECT_EQ(reinterpret_cast<const uint16_t*>(half.bytes.data())[48], 0x63E4);  // layer 1, K, token 0: 1010.0
+
+    RoundKvSnapshot odd = half;
+    odd.dtype = "q8_0";
+    EXPECT_EQ(convertSnapshot(odd, "f32").error().code, ErrorCode::Unsupported);
+    EXPECT_EQ(convertSnapshot(half, "bf16").error().code, ErrorCode::Unsupported);
+}
+
 }  // namespace
 }  // namespace inference

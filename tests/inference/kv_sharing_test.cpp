@@ -1,10 +1,11 @@
 // Inter-layer key sharing for distant tokens (inference/kv_sharing.h): the proximal/distant split merged by LSE is
 // exactly attention over the union; one-layer groups change nothing on stories260K while real groups do; the
 // Jensen-Shannon layer matrix and the grouping; calibrated groups saved and reloaded; the bytes a sharing session
-// reports as saved.
+// reports as saved; the lag-band split the CUDA backend computes equals the per-round reference.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -302,6 +303,123 @@ TEST(KvSharing, SessionReportsTheSavedKeyBytes) {
     const uint64_t sharedLayers = static_cast<uint64_t>(c.nLayers - 2);  // every layer but 0 and 2
     const uint64_t expected = distant * sharedLayers * tokenLayerBytes / 2;  // keys only
     EXPECT_EQ(r->recall.kvBytesFull - r->recall.kvBytesInVram, expected);
+}
+
+// The split of attention under inter-layer KV sharing that the CUDA backend computes (cuda_backend.cpp,
+// sharedAttention) equals the CPU reference (kv_sharing.h, sharedRoundAttention per round, rounds merged by LSE):
+// over the keys of every visible round at once, the sinks (each round's tokens at positions < sinkTokens) causally
+// with the layer's own keys, the other keys in the lag band [0, W - 1] with the own keys and in [W, inf) with the
+// leader's keys and the distant queries, the three merged by log-sum-exp (kernels::attentionRef's lag band, the
+// band kernels::attention has on the GPU). Rounds: a short first round inside the sinks, a round that starts inside
+// them, and the batch's round, whose first queries see later batch tokens' keys masked and earlier ones distant.
+
+// Rows [rows) of a (count, width) matrix, in order.
+std::vector<float> gather(const std::vector<float>& m, const std::vector<int>& rows, size_t width) {
+    std::vector<float> out;
+    for (int r : rows)
+        out.insert(out.end(), m.begin() + r * static_cast<std::ptrdiff_t>(width),
+                   m.begin() + (r + 1) * static_cast<std::ptrdiff_t>(width));
+    return out;
+}
+
+TEST(KvSharingBands, LagBandSplitOverAllRoundsEqualsPerRoundReference) {
+    std::mt19937 rng(21);
+    const AttentionShape shape{4, 2, 8, 0.3f};
+    const size_t kvWidth = static_cast<size_t>(shape.nKvHeads * shape.headDim);
+    const size_t qWidth = static_cast<size_t>(shape.nHeads * shape.headDim);
+    const std::vector<std::pair<int, int>> rounds = {{0, 3}, {3, 30}, {33, 40}};  // {firstPosition, count}
+    const int nQ = 12;                                                            // the last round's last tokens
+    int nKv = 0;
+    for (const auto& [first, count] : rounds) nKv += count;
+    const std::vector<float> k = randomVector(static_cast<size_t>(nKv) * kvWidth, rng);
+    const std::vector<float> leaderK = randomVector(k.size(), rng);
+    const std::vector<float> v = randomVector(k.size(), rng);
+    const std::vector<float> q = randomVector(static_cast<size_t>(nQ) * qWidth, rng);
+    const std::vector<float> qLeader = randomVector(q.size(), rng);
+    std::vector<int32_t> pos, qPos;
+    for (const auto& [first, count] : rounds)
+        for (int j = 0; j < count; ++j) pos.push_back(first + j);
+    for (int i = 0; i < nQ; ++i) qPos.push_back(73 - nQ + i);
+    const int rows = nQ * shape.nHeads;
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+    for (const auto& [sink, window] : std::vector<std::pair<int, int>>{{4, 8}, {0, 1}, {5, 70}, {40, 3}}) {
+        KvSharingOptions o;
+        o.sinkTokens = sink;
+        o.windowTokens = window;
+        Result<KvSharingPlan> plan = makeKvSharingPlan(o, 1);
+        ASSERT_TRUE(plan.ok());
+        for (const float* qDistant : {q.data(), qLeader.data()}) {
+            // CPU reference: each round, then the rounds merged.
+            std::vector<float> want(q.size(), 0.0f), wantLse(static_cast<size_t>(rows), kNegInf);
+            std::vector<float> part(q.size()), partLse(wantLse.size()), scratch(q.size()), scratchLse(wantLse.size());
+            int at = 0;
+            for (const auto& [first, count] : rounds) {
+                const SharedRoundKv kv{k.data() + at * kvWidth, leaderK.data() + at * kvWidth, v.data() + at * kvWidth,
+                                       pos.data() + at, count};
+                sharedRoundAttention(q.data(), qDistant, qPos.data(), nQ, kv, *plan, shape, part.data(), partLse.data(),
+                                     scratch.data(), scratchLse.data());
+                kernels::attentionMergeRef(want.data(), wantLse.data(), part.data(), partLse.data(), rows,
+                                           shape.headDim);
+                at += count;
+            }
+            // The backend's split: sink tokens (a prefix of each round) and the others, over all rounds at once.
+            std::vector<int> sinks, others;
+            at = 0;
+            for (const auto& [first, count] : rounds) {
+                const int sinkEnd = std::clamp(sink - first, 0, count);
+                for (int j = 0; j < count; ++j) (j < sinkEnd ? sinks : others).push_back(at + j);
+                at += count;
+            }
+            std::vector<int32_t> sinkPos, otherPos;
+            for (int j : sinks) sinkPos.push_back(pos[static_cast<size_t>(j)]);
+            for (int j : others) otherPos.push_back(pos[static_cast<size_t>(j)]);
+            const std::vector<float> sinkK = gather(k, sinks, kvWidth), sinkV = gather(v, sinks, kvWidth);
+            const std::vector<float> otherK = gather(k, others, kvWidth), otherV = gather(v, others, kvWidth);
+            const std::vector<float> otherLeaderK = gather(leaderK, others, kvWidth);
+            const int nSink = static_cast<int>(sinks.size()), nOther = static_cast<int>(others.size());
+            std::vector<float> got(q.size()), gotLse(wantLse.size());
+            kernels::attentionRef(q.data(), sinkK.data(), sinkV.data(), got.data(), gotLse.data(), qPos.data(),
+                                  sinkPos.data(), nQ, nSink, shape.nHeads, shape.nKvHeads, shape.headDim, shape.scale);
+            kernels::attentionRef(q.data(), otherK.data(), otherV.data(), part.data(), partLse.data(), qPos.data(),
+                                  otherPos.data(), nQ, nOther, shape.nHeads, shape.nKvHeads, shape.headDim, shape.scale,
+                                  0, window - 1);
+            kernels::attentionMergeRef(got.data(), gotLse.data(), part.data(), partLse.data(), rows, shape.headDim);
+            kernels::attentionRef(qDistant, otherLeaderK.data(), otherV.data(), part.data(), partLse.data(),
+                                  qPos.data(), otherPos.data(), nQ, nOther, shape.nHeads, shape.nKvHeads, shape.headDim,
+                                  shape.scale, window, std::numeric_limits<int>::max());
+            kernels::attentionMergeRef(got.data(), gotLse.data(), part.data(), partLse.data(), rows, shape.headDim);
+            for (size_t i = 0; i < want.size(); ++i)
+                ASSERT_NEAR(got[i], want[i], 1e-5f) << "S " << sink << " W " << window << " element " << i;
+            for (size_t i = 0; i < wantLse.size(); ++i)
+                ASSERT_NEAR(gotLse[i], wantLse[i], 1e-5f) << "S " << sink << " W " << window << " row " << i;
+        }
+    }
+}
+
+// attentionRef's lag band: only keys with minLag <= qPos - kvPos <= maxLag count; an empty band gives out 0, lse -inf.
+TEST(KvSharingBands, ReferenceLagBandMasksByPositionDifference) {
+    std::mt19937 rng(5);
+    const int nKv = 20, headDim = 8;
+    const std::vector<float> k = randomVector(static_cast<size_t>(nKv * headDim), rng);
+    const std::vector<float> v = randomVector(k.size(), rng);
+    const std::vector<float> q = randomVector(headDim, rng);
+    std::vector<int32_t> pos(nKv);
+    for (int j = 0; j < nKv; ++j) pos[static_cast<size_t>(j)] = j;
+    const int32_t qPos = 15;
+    // Band [3, 6]: keys 9..12, the same as causal attention over exactly those keys.
+    float out[headDim], lse = 0.0f, want[headDim], wantLse = 0.0f;
+    kernels::attentionRef(q.data(), k.data(), v.data(), out, &lse, &qPos, pos.data(), 1, nKv, 1, 1, headDim, 0.5f, 3,
+                          6);
+    kernels::attentionRef(q.data(), k.data() + 9 * headDim, v.data() + 9 * headDim, want, &wantLse, &qPos,
+                          pos.data() + 9, 1, 4, 1, 1, headDim, 0.5f);
+    for (int d = 0; d < headDim; ++d) EXPECT_FLOAT_EQ(out[d], want[d]);
+    EXPECT_FLOAT_EQ(lse, wantLse);
+    // Band [16, 20]: every key is closer than 16 positions.
+    kernels::attentionRef(q.data(), k.data(), v.data(), out, &lse, &qPos, pos.data(), 1, nKv, 1, 1, headDim, 0.5f, 16,
+                          20);
+    for (float x : out) EXPECT_EQ(x, 0.0f);
+    EXPECT_EQ(lse, -std::numeric_limits<float>::infinity());
 }
 
 }  // namespace

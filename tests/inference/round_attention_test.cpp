@@ -3,6 +3,7 @@
 // new positions by re-rotating keys equals computing them there; quality against full KV on generated story and
 // needle conversations; calibration of the watershed on them.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -364,12 +365,31 @@ TEST(RoundAttention, ShiftedPositionsMatchDirectComputation) {
     EXPECT_EQ(far->rounds().nextPosition() > c.contextLength, ra.diagnostics().spanBeyondContext);
 }
 
-TEST(RoundAttention, ShiftRejectsNonFloatSnapshots) {
+// An f16 snapshot (what the CUDA cache exports) is re-rotated in float32 and stays f16: the same keys as the f32
+// snapshot's rotation, up to fp16 rounding. Other dtypes are refused.
+TEST(RoundAttention, ShiftKeepsF16SnapshotsWithinHalfPrecision) {
     std::unique_ptr<Model> model = loadModel();
     ASSERT_TRUE(model);
-    RoundKvSnapshot s;
-    s.dtype = "f16";
-    EXPECT_EQ(shiftSnapshotPositions(s, model->config(), 0, 5).error().code, ErrorCode::Unsupported);
+    const ModelConfig& c = model->config();
+    const TokenConversation conv = stories(*model, 1, 7).front().rounds;
+    std::unique_ptr<BackendContext> ctx = newContext(*model, 512);
+    runPlain(*ctx, TokenConversation(conv.begin(), conv.begin() + 2), c.nLayers);
+    Result<RoundKvSnapshot> f32 = ctx->exportRound(1, 0, c.nLayers);
+    ASSERT_TRUE(f32.ok());
+    RoundKvSnapshot half = *f32;
+    ASSERT_TRUE(convertSnapshot(half, "f16").ok());
+    const int from = ctx->rounds().round(1).firstPosition;
+    ASSERT_TRUE(shiftSnapshotPositions(*f32, c, from, from + 300).ok());
+    ASSERT_TRUE(shiftSnapshotPositions(half, c, from, from + 300).ok());
+    EXPECT_EQ(half.dtype, "f16");
+    ASSERT_TRUE(convertSnapshot(half, "f32").ok());
+    const float* want = reinterpret_cast<const float*>(f32->bytes.data());
+    const float* got = reinterpret_cast<const float*>(half.bytes.data());
+    ASSERT_EQ(half.bytes.size(), f32->bytes.size());
+    for (size_t i = 0; i < f32->bytes.size() / sizeof(float); ++i)
+        ASSERT_NEAR(got[i], want[i], 2e-3f * std::max(1.0f, std::fabs(want[i]))) << i;
+    half.dtype = "q8_0";
+    EXPECT_EQ(shiftSnapshotPositions(half, c, from, from + 1).error().code, ErrorCode::Unsupported);
 }
 
 void printReport(const char* what, const RoundQualityReport& r) {

@@ -116,7 +116,8 @@ RoundAttentionOptions roundOptions() {
     return o;
 }
 
-void expectCudaMatchesCpu(const std::string& path, double tolerance) {
+// cpuBytesPerGpuByte: the CPU accounts float32 KV; the device holds fp16 (2), or float32 (1) for F32 models.
+void expectCudaMatchesCpu(const std::string& path, double tolerance, uint64_t cpuBytesPerGpuByte) {
     std::unique_ptr<Model> cpu = loadModel(path, BackendKind::Cpu), gpu = loadModel(path, BackendKind::Cuda);
     ASSERT_TRUE(cpu && gpu);
     const TokenConversation conv = randomConversation(12, cpu->config().nVocab, 5);  // ~400 tokens
@@ -133,10 +134,10 @@ void expectCudaMatchesCpu(const std::string& path, double tolerance) {
         // Scores are fp16-close, so the selections agree; the logits then agree within fp16 KV rounding.
         ASSERT_EQ(got[k].recalled, want[k].recalled);
         EXPECT_LT(relativeL2(got[k].logits, want[k].logits), tolerance);
-        // The same residency: the device holds fp16, the CPU accounts float32.
-        EXPECT_EQ(2 * got[k].report.kvBytesInVram, want[k].report.kvBytesInVram);
-        EXPECT_EQ(2 * got[k].report.kvBytesFull, want[k].report.kvBytesFull);
-        EXPECT_EQ(2 * got[k].report.bytesCopiedFromHost, want[k].report.bytesCopiedFromHost);
+        // The same residency, in each backend's KV element size.
+        EXPECT_EQ(cpuBytesPerGpuByte * got[k].report.kvBytesInVram, want[k].report.kvBytesInVram);
+        EXPECT_EQ(cpuBytesPerGpuByte * got[k].report.kvBytesFull, want[k].report.kvBytesFull);
+        EXPECT_EQ(cpuBytesPerGpuByte * got[k].report.bytesCopiedFromHost, want[k].report.bytesCopiedFromHost);
         EXPECT_GE(got[k].report.copyMs, 0.0);
         copied += got[k].report.bytesCopiedFromHost;
         // Turn k sees rounds 0 .. k - 1; recalling fewer keeps the rest's upper layers off the device. (Flat scores,
@@ -157,11 +158,48 @@ void expectCudaMatchesCpu(const std::string& path, double tolerance) {
 }
 
 TEST(RoundPlacement, CudaMatchesCpuOnStories) {
-    expectCudaMatchesCpu(test::kStoriesModelPath, 2e-2);
+    expectCudaMatchesCpu(test::kStoriesModelPath, 2e-2, 1);  // F32 weights: float32 KV on the device
 }
 
 TEST(RoundPlacement, CudaMatchesCpuOnRandomModel) {
-    expectCudaMatchesCpu(randomModelPath(), 2e-2);
+    expectCudaMatchesCpu(randomModelPath(), 2e-2, 2);  // F16 weights: fp16 KV
+}
+
+// Turns that recall every round with an unlimited budget grow the upper-layer pool; once later turns attend to round 0
+// only (driven directly: random weights give flat scores, which RoundAttention answers by recalling everything), the
+// pool shrinks at the next batch (the resident rounds move to new slots) and the logits stay the CPU's.
+TEST(RoundPlacement, PoolShrinksAfterBigRecallsAndKeepsTheKv) {
+    std::unique_ptr<Model> cpu = loadModel(randomModelPath(), BackendKind::Cpu);
+    std::unique_ptr<Model> gpu = loadModel(randomModelPath(), BackendKind::Cuda);
+    ASSERT_TRUE(cpu && gpu);
+    const ModelConfig& c = gpu->config();
+    const TokenConversation conv = randomConversation(40, c.nVocab, 13);  // ~1,400 tokens
+    const TokenConversation early(conv.begin(), conv.end() - 4);
+    std::unique_ptr<BackendContext> a = context(*cpu, 2048), b = context(*gpu, 2048);
+    ASSERT_TRUE(a && b);
+    RoundAttentionOptions everything = roundOptions();
+    everything.vramBudgetBytes = uint64_t(1) << 40;
+    RoundAttention bigCpu(c, everything), bigGpu(c, everything);
+    (void)run(*a, bigCpu, early);
+    (void)run(*b, bigGpu, early);
+    const uint64_t grown = b->placementStats().upperPoolBytes;
+    const int w = everything.watershedLayer;
+    const int roundZero[1] = {0};
+    for (size_t k = conv.size() - 4; k < conv.size(); ++k) {
+        SCOPED_TRACE("late round " + std::to_string(k));
+        std::vector<float> logits[2];
+        for (BackendContext* ctx : {a.get(), b.get()}) {
+            ASSERT_TRUE(ctx->setPlacement(w, 1).ok());  // a 1-byte cache: only what a pass attends to stays
+            ASSERT_TRUE(ctx->beginRound().ok());
+            ASSERT_TRUE(ctx->begin(ForwardBatch{conv[k].question}).ok());
+            ASSERT_TRUE(ctx->runLayers(0, w, KvView{}).ok());
+            ASSERT_TRUE(ctx->runLayers(w, c.nLayers, KvView{false, roundZero}).ok());
+            logits[ctx == b.get()] = logitsOf(*ctx);
+        }
+        EXPECT_LT(relativeL2(logits[1], logits[0]), 2e-2);
+    }
+    const uint64_t shrunk = b->placementStats().upperPoolBytes;
+    EXPECT_LT(2 * shrunk, grown) << grown << " -> " << shrunk;
 }
 
 // Full KV keeps every layer resident and runs the same kernels as the plain forward.

@@ -3,6 +3,7 @@
 // on synthetic distributions, and the calibration file.
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,6 +35,38 @@ TEST(RoundPolicy, NormaliseExcludesOwnRound) {
     const std::vector<float> zero = normaliseRoundScores(std::vector<float>{0.0f, 0.0f, 3.0f});
     EXPECT_EQ(zero, (std::vector<float>{0.0f, 0.0f}));
     EXPECT_TRUE(normaliseRoundScores(std::vector<float>{7.0f}).empty());
+}
+
+// Round scores from per-round log-sum-exps: each query-head's share of attention per round, summed.
+TEST(RoundPolicy, RoundMassSumsSharesFromLse) {
+    const float inf = std::numeric_limits<float>::infinity();
+    // 4 rounds in the cache, round 2 not visible; 3 queries, 2 heads; the batch's own round (3) takes the rest.
+    const std::vector<int> visible = {0, 1, 3};
+    const float share[3][3][2] = {
+        {{0.0f, 0.0f}, {0.6f, 0.0f}, {0.0f, 0.5f}},  // round 0
+        {{0.3f, 0.0f}, {0.3f, 0.0f}, {0.3f, 0.0f}},  // round 1
+        {{0.7f, 1.0f}, {0.1f, 1.0f}, {0.7f, 0.5f}},  // round 3
+    };
+    std::vector<float> total(6), perRound(18);
+    for (int i = 0; i < 6; ++i) total[static_cast<size_t>(i)] = 1.5f + 0.25f * static_cast<float>(i);  // any values
+    for (int v = 0; v < 3; ++v)
+        for (int i = 0; i < 3; ++i)
+            for (int h = 0; h < 2; ++h) {
+                const float p = share[v][i][h];
+                perRound[static_cast<size_t>(v * 6 + i * 2 + h)] =
+                    p > 0.0f ? std::log(p) + total[static_cast<size_t>(i * 2 + h)] : -inf;  // -inf: no key seen
+            }
+    const std::vector<float> scores = roundMassFromLse(RoundLse{perRound, total, visible, 3, 2, 4});
+    ASSERT_EQ(scores.size(), 4u);
+    EXPECT_NEAR(scores[0], 0.6f + 0.5f, 1e-5f);
+    EXPECT_NEAR(scores[1], 0.9f, 1e-5f);
+    EXPECT_EQ(scores[2], 0.0f);  // not visible
+    EXPECT_NEAR(scores[3], 0.7f + 1.0f + 0.1f + 1.0f + 0.7f + 0.5f, 1e-5f);
+    EXPECT_NEAR(scores[0] + scores[1] + scores[3], 6.0f, 1e-4f);  // nQueries * nHeads
+    // Only the shares matter: shifting one query-head's log-sum-exps together changes nothing.
+    for (int v = 0; v < 3; ++v) perRound[static_cast<size_t>(v * 6 + 2)] += 3.0f;
+    total[2] += 3.0f;
+    EXPECT_NEAR(roundMassFromLse(RoundLse{perRound, total, visible, 3, 2, 4})[1], 0.9f, 1e-5f);
 }
 
 TEST(RoundPolicy, PinsRoundZeroAndLatest) {

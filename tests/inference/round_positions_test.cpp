@@ -138,6 +138,36 @@ TEST(RoundPositions, RoundAttentionPastTrainedContextEqualsPackedConversation) {
     EXPECT_EQ(snapshotBytesOf(*ctx, past, small.nLayers), before);
 }
 
+// Inter-layer sharing does not handle packed views: while the conversation fits the trained context a sharing
+// pipeline reports shared key bytes; past it, it attends exactly and reports none, instead of failing.
+TEST(RoundPositions, SharingAttendsExactlyOncePacked) {
+    std::unique_ptr<Model> model = loadStories(BackendKind::Cpu);
+    ASSERT_TRUE(model);
+    ModelConfig small = model->config();
+    small.contextLength = kSmallContext;
+    const TokenConversation conv = story(*model, 1400, 21);
+    RoundAttentionOptions o;
+    o.mode = KvMode::RoundAttention;
+    o.sharing.enabled = true;
+    o.sharing.sinkTokens = 4;
+    o.sharing.windowTokens = 64;
+    o.sharing.groupStarts = {0, 1, 3};
+    RoundAttention ra(small, o);
+    std::unique_ptr<BackendContext> ctx = newContext(*model, 4096);
+    bool sharedBeforeContext = false;
+    for (size_t k = 0; k < conv.size(); ++k) {
+        ASSERT_NO_FATAL_FAILURE(runRounds(*ctx, ra, TokenConversation(conv.begin() + k, conv.begin() + k + 1), 1));
+        const RecallReport r = ra.report(*ctx);
+        const uint64_t placed = ctx->placementStats().deviceBytes;
+        if (ra.diagnostics().spanBeyondContext)
+            EXPECT_EQ(r.kvBytesInVram, placed) << "round " << k;
+        else
+            sharedBeforeContext = sharedBeforeContext || r.kvBytesInVram < placed;
+    }
+    EXPECT_TRUE(ra.diagnostics().spanBeyondContext);
+    EXPECT_TRUE(sharedBeforeContext);
+}
+
 // The default policy past the trained context: the upper layers see the selection inside the window, packed; the
 // report recalls only rounds the lower layers could score.
 TEST(RoundPositions, SelectionStaysInsideTheWindow) {

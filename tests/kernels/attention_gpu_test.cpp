@@ -1,22 +1,27 @@
-// attention() against attentionRef (on the fp16-rounded keys and values the cache holds) for prefill (causal by
-// position, many query tokens) and decode (one token, split-K with 1..64 splits), with the keys of the query's
-// rounds scattered over the cache as spans of 1..maxSpan slots (so key tiles cross spans). Positions are either
-// consecutive or gapped and shuffled (rounds at arbitrary absolute positions: a query sees an arbitrary subset of the
-// keys). Shapes: TinyLlama (32 heads, 4 kv heads, head dim 64), MHA with head dim 128 (both on the tensor-core
-// kernel), stories260K (8 heads, 4 kv heads, head dim 8) and head dim 40 (scalar kernel).
+// attention() against attentionRef (on the keys and values the cache holds: fp16-rounded, or exact in a float32
+// cache) for prefill (causal by position, many query tokens) and decode (one token, split-K with 1..64 splits), with
+// the keys of the query's rounds scattered over the cache as spans of 1..maxSpan slots (so key tiles cross spans).
+// Positions are either consecutive or gapped and shuffled (rounds at arbitrary absolute positions: a query sees an
+// arbitrary subset of the keys). Shapes: TinyLlama (32 heads, 4 kv heads, head dim 64), MHA with head dim 128 (both
+// on the tensor-core kernel), stories260K (8 heads, 4 kv heads, head dim 8) and head dim 40 (scalar kernel). A
+// float32 cache runs the scalar kernel at every head dim (64 and 128 included): a selection of the same cases.
 // Tolerances, absolute (outputs and lse are O(1)): scalar kernel 2e-4 (fast exp, float sums); tensor-core kernel
 // 2e-3, because it rounds the scaled queries and the probabilities to fp16 (relative 2^-11 each): a float64
 // simulation of that rounding on these input ranges peaks at 9e-4 (lse) over thousands of rows. kvStore() must
-// write exact fp16 roundings.
+// write exact fp16 roundings, or the exact floats.
+// Lag bands (AttentionArgs::minLag/maxLag; inter-layer KV sharing's window and distant keys): the same shapes on
+// every kernel and both cache types, against attentionRef with the same band.
 // Two speed reports (printed, not asserted): prefill of 2048 queries over 18432 keys and decode over 16384 keys at
 // the TinyLlama shape, each checked against the reference on sampled queries.
 #include "kernels/attention.h"
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -29,18 +34,41 @@ struct Case {
     int nQ, nHeads, nKvHeads, headDim, nPast, nSplits;
     bool gappedPositions = false;  // shuffled past positions with gaps, query tokens 3 positions apart
     int maxSpan = 97;              // longest run of consecutive cache slots
+    kernels::KvType kvType = kernels::KvType::F16;
+    int minLag = 0;  // lag band: key x visible to query p iff minLag <= p - x <= maxLag
+    int maxLag = std::numeric_limits<int>::max();
 };
 
-float tolerance(const Case& c) { return c.headDim == 64 || c.headDim == 128 ? 2e-3f : 2e-4f; }
+float tolerance(const Case& c) {
+    const bool tensorCores = c.kvType == kernels::KvType::F16 && (c.headDim == 64 || c.headDim == 128);
+    return tensorCores ? 2e-3f : 2e-4f;
+}
 
-// Host inputs in logical key order (keys and values fp16-rounded, as the cache holds them) and the device cache
-// with the keys scattered over spans.
+// x as the cache holds it: rounded to fp16, or exact.
+float stored(float x, kernels::KvType t) {
+    return t == kernels::KvType::F16 ? kernels::fp16ToFloat(kernels::floatToFp16(x)) : x;
+}
+
+// Element i of a downloaded cache of type t, as a float.
+float cachedAt(const std::vector<uint8_t>& cache, size_t i, kernels::KvType t) {
+    if (t == kernels::KvType::F32) {
+        float f;
+        std::memcpy(&f, cache.data() + i * sizeof f, sizeof f);
+        return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, cache.data() + i * sizeof h, sizeof h);
+    return kernels::fp16ToFloat(h);
+}
+
+// Host inputs in logical key order (keys and values as the cache holds them) and the device cache (bytes of
+// c.kvType elements) with the keys scattered over spans.
 struct Problem {
     Case c;
     int nKv = 0;
     std::vector<float> q, kRef, vRef;
     std::vector<int32_t> qPos, kvPos;  // kvPos: position of logical key j
-    kernels::DeviceBuffer<uint16_t> kCache, vCache;
+    kernels::DeviceBuffer<uint8_t> kCache, vCache;
     kernels::DeviceBuffer<float> dq, dout, dlse, workspace;
     kernels::DeviceBuffer<int32_t> dqPos, dSlotPos, dnSpans;
     kernels::DeviceBuffer<kernels::KvSpan> dspans;
@@ -53,6 +81,7 @@ struct Problem {
         a.qPos = dqPos.data();
         a.k = kCache.data();
         a.v = vCache.data();
+        a.kvType = c.kvType;
         a.kvPos = dSlotPos.data();
         a.spans = dspans.data();
         a.nSpans = dnSpans.data();
@@ -65,6 +94,8 @@ struct Problem {
         a.headDim = c.headDim;
         a.nSplits = c.nSplits;
         a.scale = scale();
+        a.minLag = c.minLag;
+        a.maxLag = c.maxLag;
         return a;
     }
 };
@@ -109,24 +140,27 @@ void makeProblem(const Case& c, uint32_t seed, Problem& p) {
     p.q = gputest::randomFloats(static_cast<size_t>(c.nQ) * c.nHeads * c.headDim, seed + 1, -2.0f, 2.0f);
     const auto kvals = gputest::randomFloats(static_cast<size_t>(p.nKv) * kvDim, seed + 2, -2.0f, 2.0f);
     const auto vvals = gputest::randomFloats(static_cast<size_t>(p.nKv) * kvDim, seed + 3);
-    p.kRef = gputest::fromHalf(gputest::toHalf(kvals));
-    p.vRef = gputest::fromHalf(gputest::toHalf(vvals));
+    for (const auto& [from, to] : {std::pair{&kvals, &p.kRef}, std::pair{&vvals, &p.vRef}}) {
+        to->resize(from->size());
+        std::transform(from->begin(), from->end(), to->begin(), [&](float x) { return stored(x, c.kvType); });
+    }
 
-    p.kCache = gputest::deviceZeros<uint16_t>(static_cast<size_t>(capacity) * kvDim);
-    p.vCache = gputest::deviceZeros<uint16_t>(static_cast<size_t>(capacity) * kvDim);
+    const size_t cacheBytes = static_cast<size_t>(capacity) * kvDim * kernels::kvTypeBytes(c.kvType);
+    p.kCache = gputest::deviceZeros<uint8_t>(cacheBytes);
+    p.vCache = gputest::deviceZeros<uint8_t>(cacheBytes);
     std::vector<int32_t> slotPos(capacity, 1 << 30);
     for (int j = 0; j < p.nKv; ++j)
         slotPos[slotOfKey[j]] = p.kvPos[j];
     auto dk = gputest::toDevice(kvals);
     auto dv = gputest::toDevice(vvals);
     auto dslots = gputest::toDevice(slotOfKey);
-    ASSERT_TRUE(kernels::kvStore(nullptr, dk.data(), dv.data(), p.kCache.data(), p.vCache.data(), dslots.data(),
-                                 p.nKv, kvDim)
+    ASSERT_TRUE(kernels::kvStore(nullptr, dk.data(), dv.data(), p.kCache.data(), p.vCache.data(), c.kvType,
+                                 dslots.data(), p.nKv, kvDim)
                     .ok());
     const auto kHost = gputest::toHost(p.kCache);
     for (int j = 0; j < p.nKv; j += 7)
-        ASSERT_EQ(kHost[static_cast<size_t>(slotOfKey[j]) * kvDim],
-                  kernels::floatToFp16(kvals[static_cast<size_t>(j) * kvDim]));
+        ASSERT_EQ(cachedAt(kHost, static_cast<size_t>(slotOfKey[j]) * kvDim, c.kvType),
+                  p.kRef[static_cast<size_t>(j) * kvDim]);
 
     p.dq = gputest::toDevice(p.q);
     p.dqPos = gputest::toDevice(p.qPos);
@@ -159,7 +193,7 @@ void expectMatchesReference(const Problem& p, const std::vector<int>& queries) {
     const int n = static_cast<int>(queries.size());
     std::vector<float> want(q.size()), wantLse(static_cast<size_t>(n) * c.nHeads);
     kernels::attentionRef(q.data(), p.kRef.data(), p.vRef.data(), want.data(), wantLse.data(), qPos.data(),
-                          p.kvPos.data(), n, p.nKv, c.nHeads, c.nKvHeads, c.headDim, p.scale());
+                          p.kvPos.data(), n, p.nKv, c.nHeads, c.nKvHeads, c.headDim, p.scale(), c.minLag, c.maxLag);
     gputest::expectClose(got, want, tolerance(c), 0.0f, "attention out");
     gputest::expectClose(gotL, wantLse, tolerance(c), 0.0f, "attention lse");
 }
@@ -167,7 +201,9 @@ void expectMatchesReference(const Problem& p, const std::vector<int>& queries) {
 void runCase(const Case& c, uint32_t seed) {
     SCOPED_TRACE("nQ " + std::to_string(c.nQ) + " heads " + std::to_string(c.nHeads) + "/" +
                  std::to_string(c.nKvHeads) + " d " + std::to_string(c.headDim) + " past " + std::to_string(c.nPast) +
-                 " splits " + std::to_string(c.nSplits) + (c.gappedPositions ? " gapped" : ""));
+                 " splits " + std::to_string(c.nSplits) + (c.gappedPositions ? " gapped" : "") + " " +
+                 kernels::kvTypeName(c.kvType) + " lags [" + std::to_string(c.minLag) + ", " +
+                 std::to_string(c.maxLag) + "]");
     Problem p;
     makeProblem(c, seed, p);
     if (::testing::Test::HasFatalFailure())
@@ -199,6 +235,57 @@ TEST(AttentionGpu, DecodeSplitKMatchesReference) {
     runCase({1, 32, 4, 64, 0, 4}, 32);  // only the token's own key
     runCase({1, 32, 4, 64, 3000, 24, true}, 33);
     runCase({1, 6, 2, 40, 900, 5, true}, 34);
+}
+
+// A float32 cache: the scalar kernel at every head dim (64 and 128 too), prefill and split-K decode.
+TEST(AttentionGpu, F32CacheMatchesReference) {
+    constexpr kernels::KvType kF32 = kernels::KvType::F32;
+    runCase({37, 32, 4, 64, 100, 1, false, 97, kF32}, 41);
+    runCase({45, 8, 8, 128, 70, 1, false, 97, kF32}, 42);
+    runCase({64, 8, 4, 8, 10, 1, false, 97, kF32}, 43);  // stories260K shape
+    runCase({29, 6, 2, 40, 200, 1, true, 97, kF32}, 44);
+    runCase({50, 8, 2, 128, 300, 2, true, 97, kF32}, 45);
+    runCase({1, 32, 4, 64, 1500, 7, false, 97, kF32}, 46);
+    runCase({1, 8, 4, 8, 40, 8, false, 97, kF32}, 47);
+    runCase({1, 32, 4, 64, 3000, 24, true, 97, kF32}, 48);
+}
+
+// Lag bands: a window [0, 36] (old key tiles skipped whole, the band's lower edge masked inside tiles), distant keys
+// [50, inf) (recent tiles skipped), and a band [5, 90] with both edges; prefill and split-K decode, consecutive and
+// gapped positions, on the tensor-core kernel (F16 at head dims 64 and 128) and the scalar one (head dims 8 and 40,
+// and everything over F32).
+TEST(AttentionGpu, LagBandsMatchReference) {
+    constexpr int kInf = std::numeric_limits<int>::max();
+    uint32_t seed = 60;
+    for (kernels::KvType t : {kernels::KvType::F16, kernels::KvType::F32}) {
+        for (const auto& [lo, hi] : {std::pair{0, 36}, std::pair{50, kInf}, std::pair{5, 90}}) {
+            runCase({150, 32, 4, 64, 300, 1, false, 97, t, lo, hi}, seed++);
+            runCase({45, 8, 8, 128, 200, 2, true, 97, t, lo, hi}, seed++);
+            runCase({70, 32, 4, 64, 500, 1, false, 3, t, lo, hi}, seed++);  // short spans
+            runCase({64, 8, 4, 8, 100, 1, false, 97, t, lo, hi}, seed++);   // stories260K shape
+            runCase({29, 6, 2, 40, 200, 1, true, 97, t, lo, hi}, seed++);
+            runCase({1, 32, 4, 64, 1500, 7, false, 97, t, lo, hi}, seed++);
+            runCase({1, 8, 8, 128, 2000, 16, true, 97, t, lo, hi}, seed++);
+            runCase({1, 8, 4, 8, 300, 8, false, 97, t, lo, hi}, seed++);
+        }
+        // A first prompt under the distant band: its first 50 queries see nothing (out 0, lse -inf).
+        runCase({120, 32, 4, 64, 0, 1, false, 97, t, 50, kInf}, seed++);
+        runCase({120, 6, 2, 40, 0, 1, false, 97, t, 50, kInf}, seed++);
+    }
+}
+
+TEST(AttentionGpu, RejectsBadLagBand) {
+    kernels::AttentionArgs a;
+    a.nQ = 1;
+    a.nHeads = 1;
+    a.nKvHeads = 1;
+    a.headDim = 64;
+    a.minLag = 5;
+    a.maxLag = 4;
+    EXPECT_FALSE(kernels::attention(nullptr, a).ok());
+    a.minLag = -1;
+    a.maxLag = 4;
+    EXPECT_FALSE(kernels::attention(nullptr, a).ok());
 }
 
 // Milliseconds per call of attention() on p, averaged over `reps` calls after a warm-up.

@@ -1,6 +1,7 @@
 // CPU references of the fused decode kernels (kernels/fused_ref.h): the two-level int8 activation scheme stays within
-// its stated error (d / 508 per value, d = max|x| / 127 of the block), and gemvRef's epilogues and int8 switch are
-// the unfused references composed.
+// its stated error (d / 508 per value, d = max|x| / 127 of the block), gemvRef's epilogues and int8 switch are
+// the unfused references composed, and ropeKvStoreRef stores ropeRef's keys exactly in a float32 cache and as their
+// fp16 roundings in an fp16 one.
 #include "kernels/fused_ref.h"
 
 #include <cmath>
@@ -71,6 +72,28 @@ TEST(FusedRef, GemvEpiloguesComposeTheReferences) {
     kernels::gemvRef(GgmlType::Q8_0, wq.data(), rows, cols, x.data(), nullptr, 0.0f, GemvEpilogue::Store, got.data());
     for (int i = 0; i < rows; ++i)
         EXPECT_NEAR(got[static_cast<size_t>(i)], exact[static_cast<size_t>(i)], 2.0f / 508.0f * cols);
+}
+
+TEST(FusedRef, RopeKvStoreRefStoresRopedKeysInEitherCacheType) {
+    const int nHeads = 4, nKvHeads = 2, headDim = 8, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+    const std::vector<float> qkv = ramp(qDim + 2 * kvDim, 1.5f);
+    const int32_t position = 300, slot = 2;
+    std::vector<float> q(static_cast<size_t>(qDim)), kF32(4 * static_cast<size_t>(kvDim)), vF32 = kF32;
+    std::vector<uint16_t> kF16(kF32.size()), vF16(kF32.size());
+    kernels::ropeKvStoreRef(qkv.data(), q.data(), kF32.data(), vF32.data(), &position, &slot, 1, nHeads, nKvHeads,
+                            headDim, headDim, 10000.0f);
+    kernels::ropeKvStoreRef(qkv.data(), q.data(), kF16.data(), vF16.data(), &position, &slot, 1, nHeads, nKvHeads,
+                            headDim, headDim, 10000.0f);
+    std::vector<float> k(qkv.begin() + qDim, qkv.begin() + qDim + kvDim);
+    kernels::ropeRef(k.data(), &position, 1, nKvHeads, headDim, headDim, 10000.0f);
+    for (int i = 0; i < kvDim; ++i) {
+        const size_t at = static_cast<size_t>(slot * kvDim + i);
+        EXPECT_EQ(kF32[at], k[static_cast<size_t>(i)]);
+        EXPECT_EQ(vF32[at], qkv[static_cast<size_t>(qDim + kvDim + i)]);
+        EXPECT_EQ(kF16[at], kernels::floatToFp16(kF32[at]));
+        EXPECT_EQ(vF16[at], kernels::floatToFp16(vF32[at]));
+    }
+    EXPECT_EQ(kF32[0], 0.0f);  // other rows untouched
 }
 
 }  // namespace

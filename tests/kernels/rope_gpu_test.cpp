@@ -74,8 +74,8 @@ TEST(RopeGpu, ShiftMatchesReferenceOnCacheRows) {
             auto dfrom = gputest::toDevice(from);
             auto dto = gputest::toDevice(to);
             uint16_t* dst = inPlace ? dcache.data() : dscratch.data();
-            ASSERT_TRUE(kernels::ropeShift(nullptr, dcache.data(), dst, dslots.data(), dfrom.data(), dto.data(),
-                                           nTokens, nHeads, headDim, ropeDim, 10000.0f)
+            ASSERT_TRUE(kernels::ropeShift(nullptr, dcache.data(), dst, kernels::KvType::F16, dslots.data(),
+                                           dfrom.data(), dto.data(), nTokens, nHeads, headDim, ropeDim, 10000.0f)
                             .ok());
             gputest::expectClose(gputest::fromHalf(gputest::toHost(inPlace ? dcache : dscratch)), want, 1e-4f, 1e-3f,
                                  "ropeShift");

@@ -74,6 +74,51 @@ TEST_F(KvStoreTest, TwentyMegabyteSnapshotRoundTripsExactly) {
     EXPECT_EQ(reader->read(reader->size() - 5, tooFar).error().code, ErrorCode::InvalidArgument);
 }
 
+TEST_F(KvStoreTest, StreamedSnapshotsComeInOrderAndStopAtTheFirstError) {
+    const int64_t c = *m_chats.createConversation(Conversation{.title = "stream"});
+    std::vector<int64_t> ids;
+    for (int r = 0; r < 30; ++r) {  // more than the read-ahead of 2 threads, so readers wait for the consumer
+        const int64_t round = addRound(c, r, {makeSnapshot(r, 0, 4, patternBytes(uint64_t(100 + r), 70000 + r))});
+        ids.push_back(m_kv.snapshots(round)->front().id);
+    }
+    const std::string path = m_dir.file("chat.db");
+    for (int threads : {1, 2, 5}) {
+        std::vector<int> order;
+        Status st = streamSnapshots(path, ids, threads, [&](size_t i, KvSnapshotRecord&& rec) -> Status {
+            EXPECT_EQ(rec.round, int(i));
+            EXPECT_TRUE(rec.bytes == patternBytes(uint64_t(100 + i), 70000 + i)) << i;
+            order.push_back(rec.round);
+            return {};
+        });
+        ASSERT_TRUE(st.ok()) << st.error().toString();
+        ASSERT_EQ(order.size(), ids.size());
+        EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
+    }
+
+    // A missing snapshot: the ones before it are consumed, then its error is returned.
+    std::vector<int64_t> holed = ids;
+    holed[7] = ids.back() + 1000;
+    size_t seen = 0;
+    Status missing = streamSnapshots(path, holed, 3, [&](size_t, KvSnapshotRecord&&) -> Status {
+        ++seen;
+        return {};
+    });
+    EXPECT_FALSE(missing.ok());
+    EXPECT_EQ(seen, 7u);
+
+    // The consumer's error stops the stream too.
+    seen = 0;
+    Status refused = streamSnapshots(path, ids, 3, [&](size_t i, KvSnapshotRecord&&) -> Status {
+        ++seen;
+        return i == 4 ? Status{Error{ErrorCode::Mismatch, "not this one"}} : Status{};
+    });
+    EXPECT_EQ(refused.error().code, ErrorCode::Mismatch);
+    EXPECT_EQ(seen, 5u);
+    EXPECT_EQ(streamSnapshots(m_dir.file("missing.db"), ids, 2, [](size_t, KvSnapshotRecord&&) { return Status{}; })
+                  .ok(),
+              false);
+}
+
 TEST_F(KvStoreTest, EmptyAndSeveralLayerRangesPerRound) {
     const int64_t c = *m_chats.createConversation(Conversation{.title = "ranges"});
     const int64_t round =

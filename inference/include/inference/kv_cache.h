@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "inference/session.h"
@@ -71,8 +72,12 @@ private:
 
 // Snapshot byte layout (RoundKvSnapshot::bytes, dtype "f32"): for each layer l in [firstLayer, firstLayer +
 // layerCount), first K then V, each tokenCount * nKvHeads * headDim float32 values in little-endian byte order,
-// row-major (token, kv head, dim). Keys are after RoPE at the round's original absolute positions.
-uint64_t snapshotBytes(const KvLayout& layout, int layerCount, int tokenCount);
+// row-major (token, kv head, dim). Keys are after RoPE at the round's original absolute positions. dtype "f16" is
+// the same layout with IEEE half values (the CUDA cache's own type, half the bytes). A backend exports its cache's
+// type, so that saving and restoring converts nothing, and imports both.
+uint64_t snapshotBytes(const KvLayout& layout, int layerCount, int tokenCount);  // for dtype "f32"
+// Converts a snapshot's values to dtype ("f32" or "f16") in place; Unsupported for another dtype.
+Status convertSnapshot(RoundKvSnapshot& snapshot, std::string_view dtype);
 
 class KvCache {
 public:

@@ -101,6 +101,7 @@ private:
     // options.sharing resolved for the model; used by every batch while options.sharing.enabled.
     KvSharingPlan m_sharingPlan;
     Status m_sharingStatus;  // InvalidArgument when options.sharing does not fit the model (forward() fails)
+    bool m_sharingActive = false;  // the last batch ran with sharing (not when its views were packed)
 };
 
 // One round of a scripted conversation as token ids (calibration and benchmark input). Round 0 is the system
@@ -113,8 +114,8 @@ using TokenConversation = std::vector<TokenRound>;
 
 // ---- positions ----
 
-// Re-rotates the keys of a float32 snapshot taken at firstPosition `from` as if its tokens sat at `to` onward.
-// Unsupported for other dtypes.
+// Re-rotates the keys of a snapshot (f32 or f16, computed in float32) taken at firstPosition `from` as if its tokens
+// sat at `to` onward.
 Status shiftSnapshotPositions(RoundKvSnapshot& snapshot, const ModelConfig& config, int from, int to);
 
 // Moves every round of the cache to contiguous positions from 0 (closing the gaps that removed rounds leave) by

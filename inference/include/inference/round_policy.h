@@ -21,6 +21,22 @@ namespace inference {
 // so every round is recalled (and the selection is flagged).
 inline constexpr float kFlatEntropy = 0.98f;
 
+// One layer's attention split by round, as both backends compute it for round scores.
+struct RoundLse {
+    std::span<const float> perRound;     // (visibleRounds.size(), nQueries, nHeads): log-sum-exp of the scaled scores
+                                         // of each visible round's keys; -inf where a query sees none of them
+    std::span<const float> total;        // (nQueries, nHeads): log-sum-exp over every visible key
+    std::span<const int> visibleRounds;  // the round id of each perRound block; the batch's own round is the last id
+    int nQueries = 0;
+    int nHeads = 0;
+    int roundCount = 0;                  // rounds in the cache (the batch's own round included)
+};
+
+// Per round of the cache (roundCount values, 0 for rounds not visible): the attention mass the batch's queries give
+// the round, sum over queries i and heads h of exp(perRound[r, i, h] - total[i, h]) (BackendContext::roundScores;
+// the values add up to nQueries * nHeads over the visible rounds). The raw input of normaliseRoundScores.
+std::vector<float> roundMassFromLse(const RoundLse& lse);
+
 // raw: per round of the cache (the batch's own round last), attention mass as BackendContext::roundScores gives it.
 // Returns the shares of the past rounds [0, raw.size() - 1), summing to 1 (all 0 when they got no mass).
 std::vector<float> normaliseRoundScores(std::span<const float> raw);

@@ -182,7 +182,7 @@ public:
     // info.tokens may be left empty for rounds >= 1: the session renders them from the texts (every answered round
     // is closed with its end-of-turn text, so a snapshot exported after the answer matches that rendering).
     // Mismatch when the snapshot's model or token count differs.
-    virtual Status importRound(const RoundInfo& info, const RoundKvSnapshot& snapshot) = 0;
+    virtual Status importRound(const RoundInfo& info, RoundKvSnapshot snapshot) = 0;
 };
 
 }  // namespace inference

@@ -41,11 +41,11 @@ void gemvRef(GgmlType type, const void* w, int rows, int cols, const float* x, c
              GemvEpilogue epilogue, float* y);
 
 // Decode attention input: rotates q and k of every token with RoPE (as ropeRef) and stores k and v into cache rows
-// as fp16 bits. qkv: (nTokens, (nHeads + 2 nKvHeads) headDim) rows [q | k | v]; q: (nTokens, nHeads, headDim)
-// rotated output; kCache, vCache: (capacity, nKvHeads headDim) fp16 bits, rows slots[t] written; positions, slots:
-// (nTokens).
-void ropeKvStoreRef(const float* qkv, float* q, uint16_t* kCache, uint16_t* vCache, const int32_t* positions,
-                    const int32_t* slots, int nTokens, int nHeads, int nKvHeads, int headDim, int ropeDim,
-                    float freqBase);
+// of element type KV: uint16_t (fp16 bits, KvType::F16) or float (KvType::F32); instantiated for those two.
+// qkv: (nTokens, (nHeads + 2 nKvHeads) headDim) rows [q | k | v]; q: (nTokens, nHeads, headDim) rotated output;
+// kCache, vCache: (capacity, nKvHeads headDim), rows slots[t] written; positions, slots: (nTokens).
+template <typename KV>
+void ropeKvStoreRef(const float* qkv, float* q, KV* kCache, KV* vCache, const int32_t* positions, const int32_t* slots,
+                    int nTokens, int nHeads, int nKvHeads, int headDim, int ropeDim, float freqBase);
 
 }  // namespace kernels

@@ -15,6 +15,18 @@
 
 namespace kernels {
 
+// How gemv() spreads the work over the GPU (kernels/gemv.cu describes each); every variant computes the same maths
+// and passes the same tests. Auto picks one per shape (gemvAutoVariant). Values are part of no file format.
+enum class GemvVariant {
+    Auto,
+    Wide,   // 16 warps per block, one output per warp, the whole input staged per block
+    Multi,  // 4 warps per block, two outputs per warp: twice the rows in flight per lane, half the staged reads
+    Pdl,    // 4 warps per block, one output per warp, Accumulate GEMVs also split along the columns (split-K: atomicAdd
+            // of partial dots, so the float summation order, hence the last bits, may vary run to run); launched with
+            // programmatic dependent launch on sm_90 and up (elsewhere a plain split-K launch): it may begin while the
+            // previous kernel on the stream finishes, prefetching weights, and reads x and y only after it
+};
+
 // One decode GEMV (borrowed device pointers; see gemvRef for the maths).
 struct GemvArgs {
     GgmlType type = GgmlType::F32;
@@ -26,7 +38,11 @@ struct GemvArgs {
     float normEps = 0.0f;
     GemvEpilogue epilogue = GemvEpilogue::Store;
     float* y = nullptr;  // (rows), or (rows / 2) for SwiGlu; device float32, must not alias x
+    GemvVariant variant = GemvVariant::Auto;  // for tuning and tests; leave Auto otherwise
 };
+
+// The variant gemv() runs for `args` when args.variant is Auto (depends on the shape and epilogue only).
+GemvVariant gemvAutoVariant(const GemvArgs& args);
 
 // Types: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K.
 roundchat::Status gemv(cudaStream_t stream, const GemvArgs& args);

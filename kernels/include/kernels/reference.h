@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "kernels/ggml_types.h"
 
@@ -33,12 +34,14 @@ void matvecRef(GgmlType type, const void* w, const float* x, float* y, int rows,
 void embeddingRef(GgmlType type, const void* table, int cols, const int32_t* tokens, int n, float* out);
 
 // GQA attention of nQ query tokens over nKv cached tokens, masked by absolute position: key j is visible to query i
-// iff kvPos[j] <= qPos[i]. q: (nQ, nHeads, headDim); k, v: (nKv, nKvHeads, headDim); out: (nQ, nHeads, headDim).
+// iff minLag <= qPos[i] - kvPos[j] <= maxLag (the defaults: causal; kernels::AttentionArgs has the same lag band).
+// q: (nQ, nHeads, headDim); k, v: (nKv, nKvHeads, headDim); out: (nQ, nHeads, headDim).
 // Query head h reads kv head h / (nHeads / nKvHeads). scores are (q . k) * scale.
 // lse (may be null): (nQ, nHeads) natural log of the softmax denominator (max included), for merging partial
 // attentions; a query that sees no key gets out = 0 and lse = -inf.
 void attentionRef(const float* q, const float* k, const float* v, float* out, float* lse, const int32_t* qPos,
-                  const int32_t* kvPos, int nQ, int nKv, int nHeads, int nKvHeads, int headDim, float scale);
+                  const int32_t* kvPos, int nQ, int nKv, int nHeads, int nKvHeads, int headDim, float scale,
+                  int minLag = 0, int maxLag = std::numeric_limits<int>::max());
 
 // Merges two partial attentions over disjoint key sets (log-sum-exp weighting) into outA/lseA.
 // outA, outB: (n, headDim) rows; lseA, lseB: (n).

@@ -1,6 +1,6 @@
 // Decode attention input in one launch (CPU reference: ropeKvStoreRef in kernels/fused_ref.h): RoPE of q and k
-// straight from the fused QKV projection output, and the fp16 store of k and v into their KV-cache rows. Angles are
-// computed in double, as in rope().
+// straight from the fused QKV projection output, and the store of k and v into their KV-cache rows (fp16 or float32,
+// KvType). Angles are computed in double, as in rope().
 // Thread safety: launchers enqueue on the given stream; call them from the thread that owns the CUDA state.
 #pragma once
 
@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "kernels/kv_type.h"
 #include "roundchat/result.h"
 
 namespace kernels {
@@ -16,8 +17,9 @@ namespace kernels {
 struct RopeKvStoreArgs {
     const float* qkv = nullptr;        // (nTokens, (nHeads + 2 nKvHeads) headDim) float32 rows [q | k | v]
     float* q = nullptr;                // (nTokens, nHeads, headDim) float32: rotated q; must not alias qkv
-    uint16_t* kCache = nullptr;        // (capacity, nKvHeads headDim) fp16 bits: rows slots[t] get rotated k
-    uint16_t* vCache = nullptr;        // (capacity, nKvHeads headDim) fp16 bits: rows slots[t] get v
+    void* kCache = nullptr;            // (capacity, nKvHeads headDim) of kvType: rows slots[t] get rotated k
+    void* vCache = nullptr;            // (capacity, nKvHeads headDim) of kvType: rows slots[t] get v
+    KvType kvType = KvType::F16;
     const int32_t* positions = nullptr;  // (nTokens) absolute positions
     const int32_t* slots = nullptr;      // (nTokens) cache rows
     int nTokens = 0;

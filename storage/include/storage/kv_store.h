@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -56,6 +57,16 @@ struct RestoreKey {
     std::string templateHash;
     int layerCount = 0;  // the model's layer count: a round's snapshots must cover [0, layerCount)
 };
+
+// Reads snapshots for a restore: `threads` connections of their own to the database file at `path` (WAL readers, so
+// committed data only) read ahead in parallel, and `consume` gets each snapshot on the calling thread, in the order
+// of snapshotIds, as soon as it and those before it are read. Restoring a long chat reads hundreds of MB and one
+// connection copies BLOB pages at about 1 GB/s, so the reads run in parallel and the caller's import of one
+// snapshot overlaps the reading of the next. Read-ahead is bounded (a few snapshots per thread). Stops at the first
+// error, of a read or of `consume`, and returns it; consume's index is the position in snapshotIds.
+using SnapshotConsumer = std::function<Status(size_t index, KvSnapshotRecord&& snapshot)>;
+Status streamSnapshots(const std::string& path, std::span<const int64_t> snapshotIds, int threads,
+                       const SnapshotConsumer& consume);
 
 class KvStore {
 public:
