@@ -229,8 +229,8 @@ void AppController::connectInference() {
                   qPrintable(m_messages.data(shown, ui::MessageListModel::BadgeTextRole).toString()),
                   m_window->dashboard()->answerCount());
             m_lastSaveRequest = m_storage.appendMessage(ex.conversationId, answer,
-                                                        ex.userMessageId ? 0 : ex.userSaveRequest, d.recallScores);
-            if (!d.roundKv.bytes.isEmpty())  // queued after the answer's save, so its round is on the branch
+                                                        ex.userMessageId ? 0 : ex.userSaveRequest, d.recallDetails);
+            if (d.roundKv.bytes)  // queued after the answer's save, so its round is on the branch
                 m_storage.writeRoundKv(ex.conversationId, d.roundKv);
             if (ex.branch)
                 m_storage.loadMessages(ex.conversationId);  // new sibling: refresh the ‹ i/n › arrows
@@ -268,6 +268,10 @@ void AppController::connectInference() {
         showError(e.code, ErrorContext::Generate, m_model.name, e.detail);
     });
     connect(&m_inference, &InferenceController::memorySample, m_window->dashboard(), &ui::VramDashboard::addSample);
+    connect(&m_inference, &InferenceController::notice, this, [this](const QString& text) {
+        qInfo("notice: %s", qPrintable(text));
+        m_window->chat()->errorBar()->showMessage(ui::MessageBar::Level::Info, text);
+    });
 }
 
 // ---- Chat

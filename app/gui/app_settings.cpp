@@ -22,6 +22,9 @@ const QString kRecallMass = QStringLiteral("rounds/recallMass");
 const QString kKeepLatest = QStringLiteral("rounds/keepLatestRounds");
 const QString kMaxRecalled = QStringLiteral("rounds/maxRecalledRounds");
 const QString kVramBudget = QStringLiteral("rounds/vramBudgetMb");
+const QString kKvSharing = QStringLiteral("rounds/kvSharing");
+const QString kKvSharingSink = QStringLiteral("rounds/kvSharingSinkTokens");
+const QString kKvSharingWindow = QStringLiteral("rounds/kvSharingWindowTokens");
 const QString kTheme = QStringLiteral("ui/theme");
 const QString kShortcutGroup = QStringLiteral("shortcuts");
 const QString kModelPath = QStringLiteral("model/path");
@@ -44,9 +47,12 @@ constexpr JsonKey<int> kJsonInts[] = {
     {"watershedLayer", &ui::SettingsValues::watershedLayer},
     {"keepLatestRounds", &ui::SettingsValues::keepLatestRounds},
     {"maxRecalledRounds", &ui::SettingsValues::maxRecalledRounds},
-    {"vramBudgetMb", &ui::SettingsValues::vramBudgetMb}};
+    {"vramBudgetMb", &ui::SettingsValues::vramBudgetMb},
+    {"kvSharingSinkTokens", &ui::SettingsValues::kvSharingSinkTokens},
+    {"kvSharingWindowTokens", &ui::SettingsValues::kvSharingWindowTokens}};
 constexpr JsonKey<bool> kJsonBools[] = {{"roundAttention", &ui::SettingsValues::roundAttention},
-                                        {"watershedAuto", &ui::SettingsValues::watershedAuto}};
+                                        {"watershedAuto", &ui::SettingsValues::watershedAuto},
+                                        {"kvSharing", &ui::SettingsValues::kvSharing}};
 
 template <typename E>
 E enumValue(const QSettings& s, const QString& key, E fallback, E last) {
@@ -67,6 +73,8 @@ ui::SettingsValues sanitized(ui::SettingsValues v) {
     v.keepLatestRounds = std::max(0, v.keepLatestRounds);
     v.maxRecalledRounds = std::max(1, v.maxRecalledRounds);
     v.vramBudgetMb = std::max(0, v.vramBudgetMb);
+    v.kvSharingSinkTokens = std::max(0, v.kvSharingSinkTokens);
+    v.kvSharingWindowTokens = std::max(1, v.kvSharingWindowTokens);
     return v;
 }
 }  // namespace
@@ -89,6 +97,9 @@ ui::SettingsValues AppSettings::values() const {
     v.keepLatestRounds = m_store.value(kKeepLatest, d.keepLatestRounds).toInt();
     v.maxRecalledRounds = m_store.value(kMaxRecalled, d.maxRecalledRounds).toInt();
     v.vramBudgetMb = m_store.value(kVramBudget, d.vramBudgetMb).toInt();
+    v.kvSharing = m_store.value(kKvSharing, d.kvSharing).toBool();
+    v.kvSharingSinkTokens = m_store.value(kKvSharingSink, d.kvSharingSinkTokens).toInt();
+    v.kvSharingWindowTokens = m_store.value(kKvSharingWindow, d.kvSharingWindowTokens).toInt();
     v.theme = enumValue(m_store, kTheme, d.theme, ui::Theme::Dark);
     m_store.beginGroup(kShortcutGroup);
     for (const QString& key : m_store.childKeys())
@@ -113,6 +124,9 @@ void AppSettings::setValues(const ui::SettingsValues& v) {
     m_store.setValue(kKeepLatest, v.keepLatestRounds);
     m_store.setValue(kMaxRecalled, v.maxRecalledRounds);
     m_store.setValue(kVramBudget, v.vramBudgetMb);
+    m_store.setValue(kKvSharing, v.kvSharing);
+    m_store.setValue(kKvSharingSink, v.kvSharingSinkTokens);
+    m_store.setValue(kKvSharingWindow, v.kvSharingWindowTokens);
     m_store.setValue(kTheme, int(v.theme));
     m_store.remove(kShortcutGroup);
     m_store.beginGroup(kShortcutGroup);

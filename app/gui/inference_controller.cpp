@@ -21,6 +21,7 @@ InferenceController::InferenceController(QObject* parent) : QObject(parent), m_w
     connect(m_worker, &InferenceWorker::failed, this, &InferenceController::failed, q);
     connect(m_worker, &InferenceWorker::memorySample, this, &InferenceController::memorySample, q);
     connect(m_worker, &InferenceWorker::restored, this, &InferenceController::restored, q);
+    connect(m_worker, &InferenceWorker::notice, this, &InferenceController::notice, q);
     m_thread.start();
 }
 

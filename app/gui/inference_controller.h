@@ -37,6 +37,7 @@ Q_SIGNALS:
     void failed(const app::ErrorInfo& error);
     void memorySample(const ui::MemorySample& sample);
     void restored(const app::RestoreDone& done);
+    void notice(const QString& text);
 
     // To the worker (queued).
     void loadRequested(const app::LoadRequest& request);

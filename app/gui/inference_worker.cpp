@@ -3,6 +3,7 @@
 #include "inference/calibration.h"
 #include "inference/model.h"
 #include "inference/session.h"
+#include "storage/kv_store.h"
 
 #include <QThread>
 
@@ -12,8 +13,13 @@ namespace app {
 
 namespace {
 
-// calibrated: the model's calibrated L_w (-1: none), used unless the user set one.
-inference::SessionOptions sessionOptions(const ui::SettingsValues& s, const inference::Model& model, int calibrated) {
+constexpr int kRestoreReaders = 4;  // SQLite connections reading KV snapshots at once; more gained nothing measured
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+}  // namespace
+
+inference::SessionOptions sessionOptions(const ui::SettingsValues& s, int nLayers, const ModelCalibration& calibrated) {
     inference::SessionOptions o;
     o.systemPrompt = s.systemPrompt.toStdString();
     o.sampler.temperature = float(s.temperature);
@@ -22,17 +28,18 @@ inference::SessionOptions sessionOptions(const ui::SettingsValues& s, const infe
     o.sampler.repeatPenalty = float(s.repeatPenalty);
     o.maxNewTokens = s.maxNewTokens;
     o.rounds.mode = s.roundAttention ? inference::KvMode::RoundAttention : inference::KvMode::FullKv;
-    o.rounds.watershedLayer = s.watershedAuto ? calibrated : std::min(s.watershedLayer, model.config().nLayers - 1);
+    o.rounds.watershedLayer = s.watershedAuto ? calibrated.watershedLayer : std::min(s.watershedLayer, nLayers - 1);
     o.rounds.recallMass = float(s.recallMass);
     o.rounds.keepLatestRounds = s.keepLatestRounds;
     o.rounds.maxRecalledRounds = s.maxRecalledRounds;
     o.rounds.vramBudgetBytes = uint64_t(s.vramBudgetMb) * 1000 * 1000;
+    o.rounds.sharing.enabled = s.kvSharing;
+    o.rounds.sharing.sinkTokens = s.kvSharingSinkTokens;
+    o.rounds.sharing.windowTokens = s.kvSharingWindowTokens;
+    if (s.kvSharing)
+        o.rounds.sharing.groupStarts = calibrated.sharingGroupStarts;
     return o;
 }
-
-QString qs(const std::string& s) { return QString::fromStdString(s); }
-
-}  // namespace
 
 InferenceWorker::InferenceWorker() = default;
 InferenceWorker::~InferenceWorker() = default;
@@ -46,10 +53,26 @@ void InferenceWorker::cancelUpTo(quint64 requestId) {
 void InferenceWorker::applySettings(const ui::SettingsValues& settings) {
     m_settings = settings;
     if (m_session && m_model) {
-        if (inference::Status st = m_session->setOptions(sessionOptions(m_settings, *m_model, m_calibratedWatershed));
-            !st)
+        if (inference::Status st = m_session->setOptions(currentOptions()); !st)
             Q_EMIT failed(ErrorInfo{0, int(st.error().code), qs(st.error().detail)});
     }
+}
+
+inference::SessionOptions InferenceWorker::currentOptions() {
+    const int nLayers = m_model->config().nLayers;
+    const std::vector<int>& groups = m_calibration.sharingGroupStarts;
+    // Sharing without groups of two or more layers runs, but shares nothing: say so once per model, not silently.
+    if (m_settings.kvSharing && (groups.empty() || int(groups.size()) >= nLayers) && !m_sharingNoticeShown) {
+        m_sharingNoticeShown = true;
+        Q_EMIT notice(groups.empty()
+                          ? tr("Sharing distant keys between layers is on, but %1 has no layer groups: nothing is "
+                               "shared until “roundchat-cli calibrate” is run for it.")
+                                .arg(qs(m_model->name()))
+                          : tr("Sharing distant keys between layers is on, but the calibration of %1 found no layers "
+                               "alike enough to share: nothing is shared.")
+                                .arg(qs(m_model->name())));
+    }
+    return sessionOptions(m_settings, nLayers, m_calibration);
 }
 
 void InferenceWorker::loadModel(const LoadRequest& request) {
@@ -73,13 +96,21 @@ void InferenceWorker::loadModel(const LoadRequest& request) {
         return;
     }
     m_model = std::move(*loaded);
-    m_calibratedWatershed = -1;
+    m_calibration = {};
+    m_sharingNoticeShown = false;
     if (!request.calibrationDir.isEmpty()) {
-        // No file is the usual case (the model was never calibrated): the session then uses n_layer / 2.
-        if (auto cal = inference::loadCalibration(request.calibrationDir.toStdString(), m_model->fingerprint()))
-            m_calibratedWatershed = cal->watershedLayer;
+        // No file is the usual case (the model was never calibrated): the session then uses n_layer / 2, and KV
+        // sharing has no layer groups.
+        const std::string dir = request.calibrationDir.toStdString();
+        if (auto cal = inference::loadCalibration(dir, m_model->fingerprint()))
+            m_calibration.watershedLayer = cal->watershedLayer;
         else if (cal.error().code != inference::ErrorCode::FileNotFound)
             qWarning("calibration for %s: %s", m_model->fingerprint().c_str(), cal.error().toString().c_str());
+        if (auto cal = inference::loadKvSharingCalibration(dir, m_model->fingerprint()))
+            m_calibration.sharingGroupStarts = std::move(cal->groupStarts);
+        else if (cal.error().code != inference::ErrorCode::FileNotFound)
+            qWarning("KV sharing calibration for %s: %s", m_model->fingerprint().c_str(),
+                     cal.error().toString().c_str());
     }
     const inference::BackendInfo& b = m_model->backendInfo();
     ModelInfo info;
@@ -104,7 +135,7 @@ void InferenceWorker::loadModel(const LoadRequest& request) {
 bool InferenceWorker::startSession(quint64 requestId, qint64 conversationId) {
     m_session.reset();
     m_sessionConversation = 0;
-    auto created = inference::Session::create(*m_model, sessionOptions(m_settings, *m_model, m_calibratedWatershed));
+    auto created = inference::Session::create(*m_model, currentOptions());
     if (!created) {
         Q_EMIT failed(ErrorInfo{requestId, int(created.error().code), qs(created.error().detail)});
         return false;
@@ -143,30 +174,30 @@ void InferenceWorker::restore(const RestoreData& data) {
     };
     if (inference::Status st = m_session->prefillSystemPrompt(); !st)
         return fail(st.error());
-    for (int k = 0; k < data.rounds.size(); ++k) {
-        const RoundText& text = data.rounds[k];
-        if (k == done.restoredRounds && k < data.snapshots.size()) {
-            const RoundKv& kv = data.snapshots[k];
+    // Rounds with stored KV are imported as their snapshots arrive; reading (hundreds of MB for a long chat) runs on
+    // reader threads meanwhile. The first round that cannot be imported, and every round after it, is prefilled.
+    std::vector<int64_t> ids;
+    for (const RestoreData::StoredRound& stored : data.snapshots) ids.push_back(stored.snapshotId);
+    const storage::Status streamed = storage::streamSnapshots(
+        data.databasePath.toStdString(), ids, kRestoreReaders,
+        [&](size_t k, storage::KvSnapshotRecord&& rec) -> storage::Status {
+            const RoundText& text = data.rounds[qsizetype(k)];
             inference::RoundInfo info;
-            info.index = k + 1;
-            info.firstPosition = kv.firstPosition;
+            info.index = int(k) + 1;
+            info.firstPosition = data.snapshots[qsizetype(k)].firstPosition;
             info.userText = text.user.toStdString();
             info.answerText = text.answer.toStdString();
-            inference::RoundKvSnapshot snap;
-            snap.round = k + 1;
-            snap.layerCount = kv.layerCount;
-            snap.tokenCount = kv.tokenCount;
-            snap.modelFingerprint = kv.modelFingerprint.toStdString();
-            snap.dtype = kv.dtype.toStdString();
-            snap.bytes.assign(kv.bytes.begin(), kv.bytes.end());
-            const inference::Status st = m_session->importRound(info, snap);
-            if (st) {
-                ++done.restoredRounds;
-                done.restoredTokens += kv.tokenCount;
-                continue;
-            }
-            done.reason = qs(st.error().detail);  // e.g. the text renders to other tokens than the stored KV's
-        }
+            inference::RoundKvSnapshot snap{info.index, rec.firstLayer, rec.layerCount, rec.tokenCount,
+                                            std::move(rec.modelFingerprint), std::move(rec.dtype), std::move(rec.bytes)};
+            RC_TRY(m_session->importRound(info, std::move(snap)));  // e.g. the text renders to other tokens
+            ++done.restoredRounds;
+            done.restoredTokens += rec.tokenCount;
+            return {};
+        });
+    if (!streamed)
+        done.reason = qs(streamed.error().detail);
+    for (int k = done.restoredRounds; k < data.rounds.size(); ++k) {
+        const RoundText& text = data.rounds[k];
         if (inference::Status st = m_session->appendRound(text.user.toStdString(), text.answer.toStdString()); !st)
             return fail(st.error());
         ++done.recomputedRounds;
@@ -191,7 +222,7 @@ RoundKv InferenceWorker::exportRound(int round) const {
     kv.modelFingerprint = qs(snap->modelFingerprint);
     kv.templateHash = qs(m_model->templateHash());
     kv.dtype = qs(snap->dtype);
-    kv.bytes = QByteArray(reinterpret_cast<const char*>(snap->bytes.data()), qsizetype(snap->bytes.size()));
+    kv.bytes = std::make_shared<std::vector<uint8_t>>(std::move(snap->bytes));
     return kv;
 }
 
@@ -269,14 +300,14 @@ void InferenceWorker::generate(const GenerateRequest& request) {
     std::sort(recalled.begin(), recalled.end());
     for (const auto& [round, score] : recalled) {
         done.recall.recalledRounds.append(round);
-        done.recallScores.append(score);
+        done.recallDetails.scores.append(score);
     }
     done.recall.kvBytesInVram = rep.kvBytesInVram;
     done.recall.kvBytesFull = rep.kvBytesFull;
     done.recall.tokensPerSecond = r.tokensPerSecond;
-    done.bytesCopiedFromHost = rep.bytesCopiedFromHost;
-    done.selectMs = rep.selectMs;
-    done.copyMs = rep.copyMs;
+    done.recallDetails.bytesCopiedFromHost = rep.bytesCopiedFromHost;
+    done.recallDetails.selectMs = rep.selectMs;
+    done.recallDetails.copyMs = rep.copyMs;
     if (!r.text.empty())  // an empty answer is not kept, so neither is its KV
         done.roundKv = exportRound(done.round);
     Q_EMIT generationDone(done);

@@ -9,13 +9,25 @@
 
 #include <atomic>
 #include <memory>
+#include <vector>
 
 namespace inference {
 class Model;
 class Session;
+struct SessionOptions;
 }  // namespace inference
 
 namespace app {
+
+// What the model's calibration files (inference/calibration.h), read when it is loaded, give its sessions.
+struct ModelCalibration {
+    int watershedLayer = -1;              // L_w; -1: none (the session uses n_layer / 2)
+    std::vector<int> sharingGroupStarts;  // first layer of each KV-sharing layer group; empty: none, nothing shared
+};
+
+// The session options for `settings` on a model of nLayers layers. A free function so tests can check the mapping.
+inference::SessionOptions sessionOptions(const ui::SettingsValues& settings, int nLayers,
+                                         const ModelCalibration& calibration);
 
 class InferenceWorker : public QObject {
     Q_OBJECT
@@ -41,6 +53,8 @@ Q_SIGNALS:
     void failed(const app::ErrorInfo& error);
     void memorySample(const ui::MemorySample& sample);
     void restored(const app::RestoreDone& done);
+    // A sentence for the user that is no error: a setting that has no effect on this model (at most once per load).
+    void notice(const QString& text);
 
 private:
     bool cancelled(quint64 requestId) const { return requestId <= m_cancelledUpTo.load(); }
@@ -48,11 +62,14 @@ private:
     bool startSession(quint64 requestId, qint64 conversationId);
     RoundKv exportRound(int round) const;
     void emitMemorySample(quint64 kvInVram, quint64 recalledKv);
+    // sessionOptions() for m_settings and the loaded model; emits notice() when KV sharing is on but shares nothing.
+    inference::SessionOptions currentOptions();
 
     std::unique_ptr<inference::Model> m_model;
     std::unique_ptr<inference::Session> m_session;  // declared after m_model: destroyed first, it borrows the model
     qint64 m_sessionConversation = 0;
-    int m_calibratedWatershed = -1;  // L_w from the model's calibration file; -1: none
+    ModelCalibration m_calibration;
+    bool m_sharingNoticeShown = false;  // since the model was loaded
     ui::SettingsValues m_settings;
     std::atomic<quint64> m_cancelledUpTo{0};  // the only state shared across threads
 };

@@ -68,9 +68,9 @@ quint64 StorageController::loadMessages(qint64 conversationId) {
     return post([=](StorageWorker& w, quint64 id) { w.loadMessages(id, conversationId); });
 }
 quint64 StorageController::appendMessage(qint64 conversationId, const ui::MessageData& message,
-                                         quint64 parentRequestId, const QList<double>& recallScores) {
+                                         quint64 parentRequestId, const RecallDetails& recall) {
     return post([=](StorageWorker& w, quint64 id) {
-        w.appendMessage(id, conversationId, message, parentRequestId, recallScores);
+        w.appendMessage(id, conversationId, message, parentRequestId, recall);
     });
 }
 quint64 StorageController::switchBranch(qint64 messageId, int delta) {

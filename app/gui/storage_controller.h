@@ -27,7 +27,7 @@ public:
     quint64 restoreConversation(qint64 conversationId);
     quint64 loadMessages(qint64 conversationId);
     quint64 appendMessage(qint64 conversationId, const ui::MessageData& message, quint64 parentRequestId = 0,
-                          const QList<double>& recallScores = {});
+                          const RecallDetails& recall = {});
     quint64 switchBranch(qint64 messageId, int delta);
     quint64 search(const QString& query);
     quint64 exportConversation(qint64 conversationId, bool json, const QString& path);

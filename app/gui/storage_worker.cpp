@@ -259,7 +259,7 @@ void StorageWorker::loadMessages(quint64 requestId, qint64 conversationId) {
 }
 
 void StorageWorker::appendMessage(quint64 requestId, qint64 conversationId, const ui::MessageData& message,
-                                  quint64 parentRequestId, const QList<double>& recallScores) {
+                                  quint64 parentRequestId, const RecallDetails& recall) {
     if (!ready(requestId))
         return;
     storage::Message m;
@@ -286,9 +286,12 @@ void StorageWorker::appendMessage(quint64 requestId, qint64 conversationId, cons
         e.messageId = *id;
         e.mode = message.recall.roundAttention ? storage::RecallKvMode::RoundAttention : storage::RecallKvMode::FullKv;
         for (int i = 0; i < message.recall.recalledRounds.size(); ++i)
-            e.rounds.push_back({message.recall.recalledRounds[i], i < recallScores.size() ? recallScores[i] : 0.0});
+            e.rounds.push_back({message.recall.recalledRounds[i], i < recall.scores.size() ? recall.scores[i] : 0.0});
         e.vramKvBytes = int64_t(message.recall.kvBytesInVram);
         e.fullKvBytes = int64_t(message.recall.kvBytesFull);
+        e.copiedBytes = int64_t(recall.bytesCopiedFromHost);
+        e.selectMs = recall.selectMs;
+        e.copyMs = recall.copyMs;
         if (auto logged = m_chats->addRecallLog(e); !logged)
             fail(0, int(logged.error().code), logged.error().detail);
     }
@@ -381,7 +384,7 @@ void StorageWorker::setKvCap(quint64 requestId, quint64 capBytes) {
 }
 
 void StorageWorker::writeRoundKv(quint64 requestId, qint64 conversationId, const RoundKv& kv) {
-    if (!ready(requestId) || !m_writer)
+    if (!ready(requestId) || !m_writer || !kv.bytes)
         return;
     auto path = m_chats->activePath(conversationId);
     if (!path)
@@ -405,7 +408,7 @@ void StorageWorker::writeRoundKv(quint64 requestId, qint64 conversationId, const
     snap.modelFingerprint = kv.modelFingerprint.toStdString();
     snap.dtype = kv.dtype.toStdString();
     snap.templateHash = kv.templateHash.toStdString();
-    snap.bytes.assign(kv.bytes.begin(), kv.bytes.end());
+    snap.bytes = std::move(*kv.bytes);
     write.snapshots.push_back(std::move(snap));
     if (!m_writer->enqueue(std::move(write)))
         qInfo("KV of round %d not stored (snapshot queue full); it is prefilled when reopened", kv.round);
@@ -442,22 +445,9 @@ void StorageWorker::loadRestore(quint64 requestId, qint64 conversationId, const 
             data.reason = QStringLiteral("the stored KV does not match the branch");
             break;
         }
-        auto snap = m_kv->loadSnapshot(rr.snapshots.front().id);
-        if (!snap) {
-            data.reason = qs(snap.error().detail);
-            break;
-        }
-        RoundKv kv;
-        kv.round = k + 1;
-        kv.firstPosition = rr.round.firstPosition;
-        kv.tokenCount = snap->tokenCount;
-        kv.layerCount = snap->layerCount;
-        kv.modelFingerprint = qs(snap->modelFingerprint);
-        kv.templateHash = qs(snap->templateHash);
-        kv.dtype = qs(snap->dtype);
-        kv.bytes = QByteArray(reinterpret_cast<const char*>(snap->bytes.data()), qsizetype(snap->bytes.size()));
-        data.snapshots.append(kv);
+        data.snapshots.append({rr.snapshots.front().id, rr.round.firstPosition});
     }
+    data.databasePath = qs(m_db->path());
     Q_EMIT restoreLoaded(data);
 }
 

@@ -41,10 +41,10 @@ public Q_SLOTS:
     void restoreConversation(quint64 requestId, qint64 conversationId);
     void loadMessages(quint64 requestId, qint64 conversationId);
     // parentRequestId: when message.parentId is 0, the parent is the message saved by that earlier request (the user
-    // message of an answer whose save reply has not reached the GUI yet). recallScores: parallel to
-    // message.recall.recalledRounds; a valid recall badge is written to the recall log.
+    // message of an answer whose save reply has not reached the GUI yet). With a valid recall badge, the answer and
+    // `recall` (scores parallel to message.recall.recalledRounds, copy costs) are written to the recall log.
     void appendMessage(quint64 requestId, qint64 conversationId, const ui::MessageData& message,
-                       quint64 parentRequestId, const QList<double>& recallScores);
+                       quint64 parentRequestId, const RecallDetails& recall);
     void switchBranch(quint64 requestId, qint64 messageId, int delta);
     void search(quint64 requestId, const QString& query);
     void exportConversation(quint64 requestId, qint64 conversationId, bool json, const QString& path);

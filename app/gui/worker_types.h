@@ -5,11 +5,14 @@
 
 #include "ui/types.h"
 
-#include <QByteArray>
 #include <QHash>
 #include <QList>
 #include <QMetaType>
 #include <QString>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
 
 namespace app {
 
@@ -59,8 +62,7 @@ struct GenerateRequest {
     bool regenerate = false;   // the last round of the session is this question: answer it again
 };
 
-// One conversation round's KV (all layers), exported after its answer for the snapshot writer, or read back from the
-// database to restore a session. `bytes` is implicitly shared, so queued copies do not copy the data.
+// One conversation round's KV (all layers), exported after its answer for the snapshot writer.
 struct RoundKv {
     int round = 0;  // conversation round, from 1 (round 0, the system prompt, is never stored)
     int firstPosition = 0;
@@ -69,7 +71,9 @@ struct RoundKv {
     QString modelFingerprint;
     QString templateHash;
     QString dtype;
-    QByteArray bytes;  // empty: nothing to store
+    // Null: nothing to store. Shared, not copied, through queued signals (a long chat's KV is hundreds of MB); its
+    // one receiver moves the vector out.
+    std::shared_ptr<std::vector<uint8_t>> bytes;
 };
 
 // For reopening a conversation: its rounds and the KV of the restorable prefix (StorageWorker::loadRestore).
@@ -77,8 +81,15 @@ struct RestoreData {
     quint64 requestId = 0;
     qint64 conversationId = 0;
     QList<RoundText> rounds;   // the active branch's rounds, round 1 first
-    QList<RoundKv> snapshots;  // KV of rounds 1..snapshots.size()
-    QString reason;            // why the round after them has no usable KV; empty when every round has
+    // The stored KV of rounds 1..snapshots.size(): the inference worker streams the snapshots from the database file
+    // itself (storage::streamSnapshots), importing each while the next ones are read.
+    struct StoredRound {
+        qint64 snapshotId = 0;
+        int firstPosition = 0;
+    };
+    QList<StoredRound> snapshots;
+    QString databasePath;
+    QString reason;  // why the round after them has no usable KV; empty when every round has
 };
 
 // What the inference worker did with a RestoreData.
@@ -100,6 +111,14 @@ struct TokenChunk {
 // Mirrors inference::StopReason values.
 enum class StopReason : int { Eos = 0, StopString = 1, MaxTokens = 2, ContextFull = 3, Cancelled = 4, CallbackStop = 5 };
 
+// What the recall log keeps of an answer beyond its badge (storage::RecallLogEntry).
+struct RecallDetails {
+    QList<double> scores;  // parallel to RecallBadge::recalledRounds
+    quint64 bytesCopiedFromHost = 0;
+    double selectMs = 0.0;
+    double copyMs = 0.0;
+};
+
 struct GenerationDone {
     quint64 requestId = 0;
     QString text;
@@ -110,10 +129,7 @@ struct GenerationDone {
     int contextLength = 0;
     double tokensPerSecond = 0.0;
     ui::RecallBadge recall;
-    QList<double> recallScores;  // parallel to recall.recalledRounds
-    quint64 bytesCopiedFromHost = 0;
-    double selectMs = 0.0;
-    double copyMs = 0.0;
+    RecallDetails recallDetails;
     RoundKv roundKv;             // the answered round's KV, for the snapshot writer
 };
 

@@ -28,6 +28,9 @@ private Q_SLOTS:
             v.systemPrompt = QStringLiteral("Answer in French.");
             v.recallMass = 0.75;
             v.vramBudgetMb = 512;
+            v.kvSharing = true;
+            v.kvSharingSinkTokens = 4;
+            v.kvSharingWindowTokens = 64;
             v.theme = ui::Theme::Light;
             v.shortcuts.insert(QStringLiteral("newChat"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_N));
             settings.setValues(v);
@@ -42,6 +45,9 @@ private Q_SLOTS:
         QCOMPARE(v.systemPrompt, QStringLiteral("Answer in French."));
         QCOMPARE(v.recallMass, 0.75);
         QCOMPARE(v.vramBudgetMb, 512);
+        QVERIFY(v.kvSharing);
+        QCOMPARE(v.kvSharingSinkTokens, 4);
+        QCOMPARE(v.kvSharingWindowTokens, 64);
         QCOMPARE(v.temperature, 2.0);                      // clamped
         QCOMPARE(int(v.theme), int(ui::Theme::System));    // unknown value: the default
         QCOMPARE(v.shortcuts.value(QStringLiteral("newChat")), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_N));
@@ -63,6 +69,9 @@ private Q_SLOTS:
         own.watershedLayer = 3;
         own.recallMass = 0.6;
         own.vramBudgetMb = 128;
+        own.kvSharing = true;
+        own.kvSharingSinkTokens = 8;
+        own.kvSharingWindowTokens = 256;
         own.backend = ui::BackendChoice::Gpu;  // app-wide: not kept per conversation
         ui::ConversationInfo c;
         c.systemPrompt = QStringLiteral("conversation prompt");
@@ -75,12 +84,18 @@ private Q_SLOTS:
         QCOMPARE(got.watershedLayer, 3);
         QCOMPARE(got.recallMass, 0.6);
         QCOMPARE(got.vramBudgetMb, 128);
+        QVERIFY(got.kvSharing);
+        QCOMPARE(got.kvSharingSinkTokens, 8);
+        QCOMPARE(got.kvSharingWindowTokens, 256);
         QCOMPARE(int(got.backend), int(ui::BackendChoice::Cpu));
         QCOMPARE(got.systemPrompt, QStringLiteral("conversation prompt"));
 
-        c.settingsJson = QStringLiteral(R"({"temperature": 7, "topK": "many", "roundAttention": false})");
+        c.settingsJson = QStringLiteral(
+            R"({"temperature": 7, "topK": "many", "roundAttention": false, "kvSharingWindowTokens": 0})");
         got = app::conversationSettings(defaults, c);
         QCOMPARE(got.temperature, 2.0);  // clamped
+        QCOMPARE(got.kvSharingWindowTokens, 1);
+        QVERIFY(!got.kvSharing);  // off unless the conversation turned it on
         QCOMPARE(got.topK, defaults.topK);
         QCOMPARE(got.roundAttention, false);
         QCOMPARE(got.maxNewTokens, defaults.maxNewTokens);

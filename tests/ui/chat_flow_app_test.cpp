@@ -278,6 +278,26 @@ private Q_SLOTS:
         QVERIFY2(bar->text().contains(QStringLiteral("broken.gguf")), qPrintable(bar->text()));
         QCOMPARE(bar->actionId(), QStringLiteral("openModel"));
     }
+
+    // Inter-layer KV sharing turned on for a model that was never calibrated: the answer comes (nothing is shared)
+    // and the chat says why sharing has no effect.
+    void kvSharingWithoutCalibrationIsExplained() {
+        QTemporaryDir dir;
+        QSettings settings(dir.filePath(QStringLiteral("settings.ini")), QSettings::IniFormat);
+        settings.setValue(QStringLiteral("engine/backend"), int(ui::BackendChoice::Cpu));
+        settings.setValue(QStringLiteral("generation/maxNewTokens"), 8);
+        settings.setValue(QStringLiteral("rounds/kvSharing"), true);
+        app::AppController controller(settings, dir.filePath(QStringLiteral("data")), kModel);
+        controller.start();
+        QTRY_VERIFY_WITH_TIMEOUT(modelReady(controller), kTimeoutMs);
+        ui::ChatInput* input = controller.window().chat()->input();
+        QTest::keyClicks(input, QStringLiteral("Once upon a time"));
+        QTest::keyClick(input, Qt::Key_Return);
+        QTRY_VERIFY_WITH_TIMEOUT(answered(messagesOf(controller), 2), kTimeoutMs);
+        ui::MessageBar* bar = controller.window().chat()->errorBar();
+        QTRY_VERIFY_WITH_TIMEOUT(bar->text().contains(QStringLiteral("roundchat-cli calibrate")), kTimeoutMs);
+        QVERIFY(bar->isVisible());
+    }
 };
 
 QTEST_MAIN(ChatFlowTest)

@@ -52,9 +52,9 @@ public:
         worker.createConversation(2, title, QStringLiteral("Be brief."), settingsJson);
         return m_created.isEmpty() ? 0 : m_created.back().at(1).value<ui::ConversationInfo>().id;
     }
-    qint64 append(qint64 conversationId, const ui::MessageData& m) {
+    qint64 append(qint64 conversationId, const ui::MessageData& m, const app::RecallDetails& details = {}) {
         m_saved.clear();
-        worker.appendMessage(3, conversationId, m, 0, {});
+        worker.appendMessage(3, conversationId, m, 0, details);
         return m_saved.isEmpty() ? 0 : m_saved.back().front().value<app::MessageSaved>().message.id;
     }
     // The question and answer of round n; returns the answer's id.
@@ -160,6 +160,27 @@ private Q_SLOTS:
         QCOMPARE(old.roundsTotal, 3);
     }
 
+    // The recall log keeps an answer's round scores and copy costs, not only what its badge shows.
+    void recallLogKeepsScoresAndCopyCosts() {
+        Fixture f;
+        const qint64 id = f.createConversation(QStringLiteral("costs"));
+        const qint64 user = f.append(id, message(ui::MessageRole::User, QStringLiteral("question 1"), 1));
+        ui::MessageData answer = message(ui::MessageRole::Assistant, QStringLiteral("answer 1"), 1, user);
+        answer.recall = badge(true, {1}, 1, 6000, 8000);
+        const qint64 saved = f.append(id, answer, app::RecallDetails{{0.75}, 5000, 1.5, 2.5});
+        QVERIFY(saved != 0);
+        auto db = storage::Database::open(f.path.toStdString());
+        QVERIFY(db.ok());
+        auto log = storage::ChatStore(*db).recallLog(saved);
+        QVERIFY(log.ok() && log->size() == 1);
+        const storage::RecallLogEntry& e = log->front();
+        QCOMPARE(e.rounds.size(), size_t(1));
+        QCOMPARE(e.rounds[0].score, 0.75);
+        QCOMPARE(e.copiedBytes, int64_t(5000));
+        QCOMPARE(e.selectMs, 1.5);
+        QCOMPARE(e.copyMs, 2.5);
+    }
+
     // Every conversationChanged reply (after a message, a rename...) carries the stored KV, and a snapshot written
     // by the snapshot writer is reported per conversation.
     void conversationRepliesCarryStoredKv() {
@@ -187,7 +208,7 @@ private Q_SLOTS:
         kv.modelFingerprint = QStringLiteral("model");
         kv.templateHash = QStringLiteral("template");
         kv.dtype = QStringLiteral("f16");
-        kv.bytes = QByteArray(1500, 'k');
+        kv.bytes = std::make_shared<std::vector<uint8_t>>(1500, uint8_t('k'));
         f.worker.writeRoundKv(6, id, kv);
         QVERIFY(usage.wait(kWaitMs));
         const auto report = usage.back().front().value<app::KvUsage>();

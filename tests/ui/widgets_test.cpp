@@ -18,6 +18,7 @@
 
 #include <QApplication>
 #include <QChartView>
+#include <QCheckBox>
 #include <QClipboard>
 #include <QDir>
 #include <QLabel>
@@ -275,6 +276,37 @@ private Q_SLOTS:
         QCOMPARE(int(out.theme), int(Theme::Dark));
         QCOMPARE(out.shortcuts.value(QStringLiteral("stop")), QKeySequence(Qt::CTRL | Qt::Key_Period));
         QCOMPARE(out.shortcuts.size(), 1);  // defaults are not stored
+        QVERIFY(!out.kvSharing);
+    }
+
+    // Inter-layer KV sharing: off by default, its token counts editable only while it is on, in both scopes.
+    void settingsDialogKvSharing() {
+        SettingsValues v;
+        v.kvSharingSinkTokens = 4;
+        for (SettingsDialog::Scope scope : {SettingsDialog::Scope::App, SettingsDialog::Scope::Conversation}) {
+            SettingsDialog dialog(v, nullptr, scope, QStringLiteral("chat"));
+            auto* box = dialog.findChild<QCheckBox*>(QStringLiteral("kvSharing"));
+            auto* sink = dialog.findChild<QSpinBox*>(QStringLiteral("kvSharingSinkTokens"));
+            auto* window = dialog.findChild<QSpinBox*>(QStringLiteral("kvSharingWindowTokens"));
+            auto* help = dialog.findChild<QLabel*>(QStringLiteral("kvSharingHelp"));
+            QVERIFY(box && sink && window && help);
+            QVERIFY(!box->isChecked());
+            QVERIFY(!sink->isEnabled());
+            QVERIFY(!window->isEnabled());
+            QVERIFY(help->text().contains(QStringLiteral("roundchat-cli calibrate")));
+            box->click();
+            QVERIFY(sink->isEnabled());
+            QVERIFY(window->isEnabled());
+            window->setValue(64);
+            SettingsValues out = dialog.values();
+            QVERIFY(out.kvSharing);
+            QCOMPARE(out.kvSharingSinkTokens, 4);
+            QCOMPARE(out.kvSharingWindowTokens, 64);
+            box->click();
+            QVERIFY(!sink->isEnabled());
+            QVERIFY(!window->isEnabled());
+            QVERIFY(!dialog.values().kvSharing);
+        }
     }
 
     void dashboardShowsGpuOrHostMemory() {

@@ -55,6 +55,9 @@ private:
     QSpinBox* m_keepRounds;
     QSpinBox* m_maxRecalled;
     QSpinBox* m_vramBudget;
+    QCheckBox* m_kvSharing;
+    QSpinBox* m_kvSharingSink;
+    QSpinBox* m_kvSharingWindow;
     QMap<QString, QKeySequenceEdit*> m_shortcuts;
 };
 

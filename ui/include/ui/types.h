@@ -114,6 +114,12 @@ struct SettingsValues {
     int keepLatestRounds = 1;
     int maxRecalledRounds = 8;
     int vramBudgetMb = 0;                  // cache for recalled KV; 0: none beyond the current answer
+    // Inter-layer sharing of distant keys (experimental, off: it costs quality). Needs the model's calibrated layer
+    // groups; a token is distant when it is neither among the first kvSharingSinkTokens nor among the last
+    // kvSharingWindowTokens before the query.
+    bool kvSharing = false;
+    int kvSharingSinkTokens = 16;
+    int kvSharingWindowTokens = 4080;
     int kvStorageCapMb = 0;                // cap on the KV snapshots kept on disk; 0: no cap (the database keeps it)
     Theme theme = Theme::System;
     QMap<QString, QKeySequence> shortcuts; // action id -> sequence; see shortcutActions()
