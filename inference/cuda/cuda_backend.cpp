@@ -343,6 +343,10 @@ private:
     // Writes every layer of `image` (readRound's layout, tokens = slots.size()) for round id: the lower layers to
     // the cache slots; the upper layers stay in `image`, which becomes the round's host copy (no copy of them).
     Status writeRound(uint64_t id, const std::vector<int32_t>& slots, std::vector<uint8_t> image);
+    // Copies the lower-cache layers [first, last) of the tokens in `slots` between the cache and `host` (snapshot
+    // layout: layer, K then V, slot order) on the compute stream and waits. kind: to or from the host.
+    Status copyLowerLayers(const std::vector<int32_t>& slots, int first, int last, uint8_t* host,
+                           cudaMemcpyKind kind) const;
     Status uploadPositions(const std::vector<int32_t>& slots, int firstPosition);
     Status project(const DeviceWeight& w, const float* in, float* out, int n);
     int decodeSplits() const;
@@ -987,60 +991,46 @@ Result<std::vector<float>> CudaContext::roundScores(int layer) const {
     return m_scores[static_cast<size_t>(layer)];
 }
 
+Status CudaContext::copyLowerLayers(const std::vector<int32_t>& slots, int first, int last, uint8_t* host,
+                                    cudaMemcpyKind kind) const {
+    const size_t rowBytes = kvRowBytes();
+    std::vector<kernels::KvSpan> runs;
+    appendSpans(slots, runs);
+    for (int l = first; l < last; ++l) {
+        for (uint8_t* cache : {layerKeys(l), layerValues(l)}) {
+            for (const kernels::KvSpan& s : runs) {
+                uint8_t* device = cache + s.start * rowBytes;
+                const bool toHost = kind == cudaMemcpyDeviceToHost;
+                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(toHost ? host : device, toHost ? device : host,
+                                                           s.count * rowBytes, kind, m_b.stream()),
+                                           toHost ? "KV export" : "KV import"));
+                host += s.count * rowBytes;
+            }
+        }
+    }
+    return kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV copy");
+}
+
 Status CudaContext::readRound(int round, int first, int count, std::vector<uint8_t>& out) const {
     const KvRound& r = m_table.round(round);
     const auto found = m_slots.find(r.id);
     const std::vector<int32_t> slots = found == m_slots.end() ? std::vector<int32_t>{} : found->second;
-    const size_t rowBytes = kvRowBytes();
-    const size_t block = slots.size() * rowBytes;  // one layer's K (or V)
+    const size_t block = slots.size() * kvRowBytes();  // one layer's K (or V)
     out.resize(2 * block * static_cast<size_t>(count));
-    std::vector<kernels::KvSpan> runs;
-    appendSpans(slots, runs);
     const int lowerEnd = std::min(first + count, m_upper.watershed());
-    uint8_t* dst = out.data();
-    for (int l = first; l < lowerEnd; ++l) {
-        for (const uint8_t* cache : {layerKeys(l), layerValues(l)}) {
-            size_t row = 0;
-            for (const kernels::KvSpan& s : runs) {
-                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(dst + row * rowBytes, cache + s.start * rowBytes,
-                                                           s.count * rowBytes,
-                                                           cudaMemcpyDeviceToHost, m_b.stream()),
-                                           "KV export"));
-                row += static_cast<size_t>(s.count);
-            }
-            dst += block;
-        }
-    }
-    RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV export"));
+    RC_TRY(copyLowerLayers(slots, first, lowerEnd, out.data(), cudaMemcpyDeviceToHost));
     const int upperFirst = std::max(first, m_upper.watershed());
     if (upperFirst < first + count)
-        RC_TRY(m_upper.read(r, upperFirst, first + count - upperFirst, dst));
+        RC_TRY(m_upper.read(r, upperFirst, first + count - upperFirst,
+                            out.data() + 2 * block * static_cast<size_t>(std::max(0, lowerEnd - first))));
     return {};
 }
 
 Status CudaContext::writeRound(uint64_t id, const std::vector<int32_t>& slots, std::vector<uint8_t> image) {
-    const size_t rowBytes = kvRowBytes();
-    const size_t block = slots.size() * rowBytes;
-    std::vector<kernels::KvSpan> runs;
-    appendSpans(slots, runs);
-    const uint8_t* src = image.data();
-    for (int l = 0; l < m_upper.watershed(); ++l) {
-        for (uint8_t* cache : {layerKeys(l), layerValues(l)}) {
-            size_t row = 0;
-            for (const kernels::KvSpan& s : runs) {
-                RC_TRY(kernels::cudaStatus(cudaMemcpyAsync(cache + s.start * rowBytes, src + row * rowBytes,
-                                                           s.count * rowBytes,
-                                                           cudaMemcpyHostToDevice, m_b.stream()),
-                                           "KV import"));
-                row += static_cast<size_t>(s.count);
-            }
-            src += block;
-        }
-    }
-    RC_TRY(kernels::cudaStatus(cudaStreamSynchronize(m_b.stream()), "KV import"));
+    RC_TRY(copyLowerLayers(slots, 0, m_upper.watershed(), image.data(), cudaMemcpyHostToDevice));
     if (!m_upper.split())
         return {};
-    const size_t upperOffset = static_cast<size_t>(src - image.data());
+    const size_t upperOffset = 2 * slots.size() * kvRowBytes() * static_cast<size_t>(m_upper.watershed());
     m_upper.adopt(id, static_cast<int>(slots.size()), std::move(image), upperOffset);
     return {};
 }
